@@ -1,0 +1,302 @@
+//! The lab's Docker: one dockerd in the root namespace (started by the lab when none answers), a local
+//! busybox image (no registry can be reached), and containers created `--net=none` for the lab to wire.
+//!
+//! A dockerd the lab starts runs with `--iptables=false --ip6tables=false --bridge=none`, so it leaves the
+//! root namespace's firewall and interfaces alone; its PID goes to a marker file so `calico-lab
+//! stop-dockerd` ends exactly that daemon (and never one the machine was already running).
+
+use std::fs;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+use crate::cleanup::RUN_DIR;
+use crate::cmd::Cmd;
+use crate::place::Place;
+use crate::procs;
+use crate::wait::wait_until;
+
+/// The image every lab container runs: static busybox with `sh`, `ip`, `ping`, `nc`, `wget`, `sleep`, ….
+pub const IMAGE: &str = "calico-lab/busybox:latest";
+/// The label that marks a container as a lab's; its value is the lab's name.
+pub const LABEL: &str = "calico-lab";
+/// Where Debian's `busybox-static` installs its binary.
+const BUSYBOX: &str = "/bin/busybox";
+/// The busybox applets the image links.
+const APPLETS: &[&str] = &[
+    "sh",
+    "ash",
+    "ip",
+    "ping",
+    "ping6",
+    "nc",
+    "wget",
+    "sleep",
+    "cat",
+    "echo",
+    "ls",
+    "ps",
+    "kill",
+    "true",
+    "false",
+    "hostname",
+    "ifconfig",
+    "route",
+    "grep",
+    "sed",
+    "head",
+    "tail",
+    "wc",
+    "env",
+    "mkdir",
+    "rm",
+    "cp",
+    "mv",
+    "date",
+    "id",
+    "uname",
+    "tee",
+    "touch",
+    "timeout",
+    "seq",
+    "dd",
+    "md5sum",
+    "sha256sum",
+    "httpd",
+    "netstat",
+    "arp",
+    "mount",
+    "test",
+    "[",
+    "printf",
+    "xargs",
+];
+
+fn marker() -> PathBuf {
+    Path::new(RUN_DIR).join("dockerd.started")
+}
+
+/// True when a Docker daemon answers on the default socket.
+pub fn daemon_answers() -> bool {
+    Path::new("/var/run/docker.sock").exists()
+        && Cmd::new(["docker", "version", "--format", "{{.Server.Version}}"])
+            .timeout(Duration::from_secs(20))
+            .succeeds()
+            .unwrap_or(false)
+}
+
+/// Makes sure a Docker daemon answers, starting one (detached, logged) if none does.
+pub fn ensure_dockerd() -> Result<()> {
+    if daemon_answers() {
+        return Ok(());
+    }
+    fs::create_dir_all(RUN_DIR)?;
+    let _lock = lock("dockerd.lock")?;
+    if daemon_answers() {
+        return Ok(());
+    }
+    let log = fs::File::create(Path::new(RUN_DIR).join("dockerd.log"))?;
+    let child = std::process::Command::new("dockerd")
+        .args(["--iptables=false", "--ip6tables=false", "--bridge=none"])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        // Its own process group: it outlives the test that started it and ignores the test's signals.
+        .process_group(0)
+        .spawn()
+        .context("cannot start dockerd: is the docker.io package installed?")?;
+    let pid = child.id();
+    fs::write(
+        marker(),
+        format!("{pid} {}\n", procs::start_time(pid).unwrap_or(0)),
+    )?;
+    wait_until(Duration::from_secs(60), "dockerd to answer", || {
+        if !procs::alive(pid) {
+            bail!(
+                "dockerd exited; its log: {}",
+                fs::read_to_string(Path::new(RUN_DIR).join("dockerd.log")).unwrap_or_default()
+            );
+        }
+        Ok(daemon_answers())
+    })
+}
+
+/// Stops the dockerd the lab started, if it did and no lab container remains; says what it did.
+pub fn stop_dockerd_if_ours() -> Result<String> {
+    let Ok(text) = fs::read_to_string(marker()) else {
+        return Ok("no dockerd started by the lab".into());
+    };
+    let mut f = text.split_whitespace().map(|x| x.parse::<u64>().ok());
+    let (Some(Some(pid)), Some(Some(started))) = (f.next(), f.next()) else {
+        fs::remove_file(marker())?;
+        return Ok("removed an unreadable dockerd marker".into());
+    };
+    let pid = pid as u32;
+    if !procs::alive(pid) || procs::start_time(pid) != Some(started) {
+        fs::remove_file(marker())?;
+        return Ok("the dockerd the lab started is gone already".into());
+    }
+    let remaining = lab_containers(None)?;
+    if !remaining.is_empty() {
+        return Ok(format!(
+            "kept dockerd {pid}: {} lab container(s) still exist (run `calico-lab down <name>` first)",
+            remaining.len()
+        ));
+    }
+    if let Some(p) = rustix::process::Pid::from_raw(pid as i32) {
+        rustix::process::kill_process(p, rustix::process::Signal::TERM)?;
+    }
+    wait_until(Duration::from_secs(30), "dockerd to stop", || {
+        Ok(!procs::alive(pid))
+    })?;
+    fs::remove_file(marker())?;
+    Ok(format!("stopped dockerd {pid}"))
+}
+
+/// Makes sure the lab image exists, building it from Debian's static busybox if it does not.
+pub fn ensure_image() -> Result<()> {
+    let exists =
+        || Cmd::new(["docker", "image", "inspect", "--format", "{{.Id}}", IMAGE]).succeeds();
+    if exists()? {
+        return Ok(());
+    }
+    let _lock = lock("image.lock")?;
+    if exists()? {
+        return Ok(());
+    }
+    if !Path::new(BUSYBOX).exists() {
+        bail!("{BUSYBOX} is missing: install Debian's busybox-static package");
+    }
+    let root = Path::new(RUN_DIR).join(format!("image-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&root);
+    for d in ["bin", "proc", "sys", "dev", "etc", "tmp", "run", "var"] {
+        fs::create_dir_all(root.join(d))?;
+    }
+    fs::copy(BUSYBOX, root.join("bin/busybox"))?;
+    for applet in APPLETS {
+        std::os::unix::fs::symlink("busybox", root.join("bin").join(applet))?;
+    }
+    fs::write(root.join("etc/passwd"), "root:x:0:0:root:/:/bin/sh\n")?;
+    fs::write(root.join("etc/group"), "root:x:0:\n")?;
+    let script = format!(
+        "tar -C '{}' -cf - . | docker import -c 'ENV PATH=/bin' -c 'CMD [\"sh\"]' - {IMAGE}",
+        root.display()
+    );
+    let result = Cmd::new(["sh", "-c", script.as_str()])
+        .timeout(Duration::from_secs(120))
+        .run();
+    fs::remove_dir_all(&root)?;
+    result.context("building the lab image")?;
+    Ok(())
+}
+
+/// The IDs of the lab containers (of lab `name`, or of every lab); none when no daemon answers.
+pub fn lab_containers(name: Option<&str>) -> Result<Vec<String>> {
+    Ok(lab_containers_with_labs()?
+        .into_iter()
+        .filter(|(_, lab)| name.is_none_or(|n| n == lab))
+        .map(|(id, _)| id)
+        .collect())
+}
+
+/// Every lab container as (id, lab name); none when no daemon answers.
+pub fn lab_containers_with_labs() -> Result<Vec<(String, String)>> {
+    if !Path::new("/var/run/docker.sock").exists() {
+        return Ok(Vec::new());
+    }
+    let out = Cmd::new([
+        "docker",
+        "ps",
+        "-a",
+        "--filter",
+        &format!("label={LABEL}"),
+        "--format",
+        &format!("{{{{.ID}}}} {{{{.Label \"{LABEL}\"}}}}"),
+    ])
+    .timeout(Duration::from_secs(20))
+    .output()?;
+    if !out.success() {
+        // No daemon behind the socket: there can be no container to clean.
+        return Ok(Vec::new());
+    }
+    Ok(out
+        .stdout
+        .lines()
+        .filter_map(|l| {
+            let (id, lab) = l.split_once(' ')?;
+            Some((id.to_string(), lab.to_string()))
+        })
+        .collect())
+}
+
+/// A Docker container of the lab, created with `--net=none`.
+#[derive(Debug, Clone)]
+pub struct Container {
+    pub name: String,
+    pub id: String,
+    /// The PID of its first process, whose network namespace is the container's.
+    pub pid: u32,
+}
+
+impl Container {
+    /// Runs a container of lab `lab` called `name` (Docker name `lab-<lab>-<name>`), `--net=none`.
+    pub fn run(lab: &str, name: &str, argv: &[&str]) -> Result<Container> {
+        let docker_name = format!("lab-{lab}-{name}");
+        let label = format!("{LABEL}={lab}");
+        let mut args = vec![
+            "docker",
+            "run",
+            "-d",
+            "--net=none",
+            "--label",
+            &label,
+            "--name",
+            &docker_name,
+            IMAGE,
+        ];
+        args.extend_from_slice(argv);
+        let id = Cmd::new(args).timeout(Duration::from_secs(60)).stdout()?;
+        let pid: u32 = Cmd::new([
+            "docker",
+            "inspect",
+            "--format",
+            "{{.State.Pid}}",
+            id.as_str(),
+        ])
+        .stdout()?
+        .parse()
+        .context("reading the container's PID")?;
+        Ok(Container {
+            name: docker_name,
+            id,
+            pid,
+        })
+    }
+
+    /// A command run inside the container with `docker exec` (the image's tools, not the host's).
+    pub fn exec(&self, argv: &[&str]) -> Cmd {
+        let mut args = vec!["docker", "exec", self.id.as_str()];
+        args.extend_from_slice(argv);
+        Cmd::new(args)
+    }
+
+    /// The container's network namespace, for the host's tools.
+    pub fn place(&self) -> Place {
+        Place::Pid(self.pid)
+    }
+}
+
+/// An exclusive lock on `RUN_DIR/<file>`, held until the returned file is dropped.
+fn lock(file: &str) -> Result<fs::File> {
+    fs::create_dir_all(RUN_DIR)?;
+    let f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(Path::new(RUN_DIR).join(file))?;
+    rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive)?;
+    Ok(f)
+}

@@ -1,0 +1,204 @@
+//! `calico-lab`: the lab from the command line.
+//!
+//! `up`/`down` build and remove a lab that outlives the command (the README's main job and its
+//! companion); `check-clean` is the test suite's final check that no lab left anything behind;
+//! `stop-dockerd` ends the dockerd a lab started; `probe tcp` and `serve tcp` are the TCP client and echo
+//! server that reachability checks run inside namespaces; `hold` builds a lab and waits to be killed (the
+//! crash test's victim).
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Result;
+use calico_lab::{cleanup, docker, Lab};
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "calico-lab",
+    version,
+    about = "The Calico multi-host lab on one machine"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Build a lab in slot 0 (10.250.0.0/24 and fd00:250::/64) and leave it running.
+    Up {
+        /// The lab's name (its namespaces are lab-<NAME>-…).
+        #[arg(default_value = "demo")]
+        name: String,
+        /// Hosts on the fabric (subnet A).
+        #[arg(long, default_value_t = 2)]
+        hosts: usize,
+        /// Hosts in subnet B, behind a ToR.
+        #[arg(long, default_value_t = 0)]
+        tor_hosts: usize,
+    },
+    /// Remove a lab and everything in it (namespaces, processes, containers, links).
+    Down {
+        #[arg(default_value = "demo")]
+        name: String,
+    },
+    /// Fail if any lab left namespaces, links, containers or processes behind.
+    CheckClean {
+        /// Labs to ignore (e.g. a running demo).
+        #[arg(long)]
+        except: Vec<String>,
+    },
+    /// Stop the dockerd the lab started, if it did and no lab container remains.
+    StopDockerd,
+    /// Make sure dockerd runs and the lab image exists.
+    Image,
+    /// Build a lab with a daemon on h1 and wait to be killed (for the crash test).
+    Hold { name: String },
+    /// Open a TCP connection: exit 0 if it connects, 1 if refused, 2 otherwise.
+    Probe {
+        #[command(subcommand)]
+        kind: Probe,
+    },
+    /// Serve TCP: echo every connection's bytes back.
+    Serve {
+        #[command(subcommand)]
+        kind: Serve,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum Probe {
+    Tcp {
+        addr: SocketAddr,
+        #[arg(long, default_value_t = 1000)]
+        timeout_ms: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum Serve {
+    Tcp { addr: SocketAddr },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("calico-lab: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> Result<ExitCode> {
+    match command {
+        Command::Up {
+            name,
+            hosts,
+            tor_hosts,
+        } => {
+            let mut builder = Lab::builder(&name).slot(0).hosts(hosts);
+            if tor_hosts > 0 {
+                builder = builder.hosts_behind_tor(tor_hosts);
+            }
+            let lab = builder.build()?;
+            println!(
+                "lab {name} is up: management address {} / {}",
+                lab.mgmt_ip(),
+                lab.mgmt_ip6()
+            );
+            for h in lab.hosts() {
+                println!(
+                    "  {:<4} namespace {:<16} {:<14} {}",
+                    h.name, h.ns, h.ip, h.ip6
+                );
+            }
+            if let Some(first) = lab.hosts().first() {
+                println!(
+                    "try:  ip netns exec {} ping -c1 {}",
+                    first.ns,
+                    lab.mgmt_ip()
+                );
+            }
+            println!("down: calico-lab down {name}");
+            lab.keep();
+        }
+        Command::Down { name } => {
+            let removed = cleanup::teardown(&name)?;
+            println!("lab {name}: removed {} item(s)", removed.len());
+            for item in removed {
+                println!("  {item}");
+            }
+        }
+        Command::CheckClean { except } => {
+            let except: Vec<&str> = except.iter().map(String::as_str).collect();
+            let left = cleanup::leftovers(&except)?;
+            if !left.is_empty() {
+                eprintln!("the lab left {} item(s) behind:", left.len());
+                for item in &left {
+                    eprintln!("  {item}");
+                }
+                return Ok(ExitCode::FAILURE);
+            }
+            println!("lab check: nothing left behind");
+        }
+        Command::StopDockerd => println!("{}", docker::stop_dockerd_if_ours()?),
+        Command::Image => {
+            docker::ensure_dockerd()?;
+            docker::ensure_image()?;
+            println!("{} is ready", docker::IMAGE);
+        }
+        Command::Hold { name } => {
+            let lab = Lab::builder(&name).hosts(2).build()?;
+            let daemon = lab.spawn("sleeper", &lab.host(1).place(), &["sleep", "600"])?;
+            println!("ready {} {}", lab.host(1).ns, daemon.pid());
+            std::io::stdout().flush()?;
+            std::thread::sleep(Duration::from_secs(600));
+            drop(daemon);
+            drop(lab);
+        }
+        Command::Probe {
+            kind: Probe::Tcp { addr, timeout_ms },
+        } => {
+            return Ok(
+                match TcpStream::connect_timeout(&addr, Duration::from_millis(timeout_ms)) {
+                    Ok(_) => {
+                        println!("connected {addr}");
+                        ExitCode::SUCCESS
+                    }
+                    Err(err) if err.kind() == std::io::ErrorKind::ConnectionRefused => {
+                        println!("refused {addr}");
+                        ExitCode::from(1)
+                    }
+                    Err(err) => {
+                        println!("failed {addr}: {err}");
+                        ExitCode::from(2)
+                    }
+                },
+            )
+        }
+        Command::Serve {
+            kind: Serve::Tcp { addr },
+        } => {
+            let listener = TcpListener::bind(addr)?;
+            println!("listening {}", listener.local_addr()?);
+            std::io::stdout().flush()?;
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 16 * 1024];
+                    while let Ok(n) = conn.read(&mut buf) {
+                        if n == 0 || conn.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
