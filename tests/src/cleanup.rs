@@ -100,6 +100,29 @@ pub fn remove_link(name: &str) -> Result<bool> {
     Ok(false)
 }
 
+/// The names of every lab that has a namespace, a container or a directory on this machine.
+pub fn lab_names() -> Result<Vec<String>> {
+    let mut names: Vec<String> = namespaces()?
+        .iter()
+        .filter_map(|ns| ns.strip_prefix("lab-")?.split('-').next().map(String::from))
+        .collect();
+    names.extend(
+        docker::lab_containers_with_labs()?
+            .into_iter()
+            .map(|(_, lab)| lab),
+    );
+    if let Ok(entries) = fs::read_dir(PathBuf::from(RUN_DIR).join("labs")) {
+        names.extend(
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned()),
+        );
+    }
+    names.sort();
+    names.dedup();
+    Ok(names)
+}
+
 /// Everything labs left on this machine, except the labs named in `except` (e.g. a running demo).
 pub fn leftovers(except: &[&str]) -> Result<Vec<String>> {
     let spared = |lab: &str| except.contains(&lab);

@@ -45,6 +45,12 @@ enum Command {
         #[arg(default_value = "demo")]
         name: String,
     },
+    /// Remove every lab except the ones named (leftovers of an interrupted test run).
+    Clean {
+        /// Labs to keep (e.g. a running demo).
+        #[arg(long)]
+        except: Vec<String>,
+    },
     /// Fail if any lab left namespaces, links, containers or processes behind.
     CheckClean {
         /// Labs to ignore (e.g. a running demo).
@@ -132,6 +138,14 @@ fn run(command: Command) -> Result<ExitCode> {
             println!("lab {name}: removed {} item(s)", removed.len());
             for item in removed {
                 println!("  {item}");
+            }
+        }
+        Command::Clean { except } => {
+            let mut names = cleanup::lab_names()?;
+            names.retain(|n| !except.contains(n));
+            for name in names {
+                let removed = cleanup::teardown(&name)?;
+                println!("lab {name}: removed {} item(s)", removed.len());
             }
         }
         Command::CheckClean { except } => {
