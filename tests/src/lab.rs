@@ -97,6 +97,20 @@ impl LabBuilder {
     pub fn build(self) -> Result<Lab> {
         Lab::create(self)
     }
+
+    /// Builds the lab, runs `body` in it and tears it down; if `body` fails or panics, every daemon's
+    /// log is printed first, so the failure comes with its evidence.
+    pub fn run<F>(self, body: F) -> Result<()>
+    where
+        F: FnOnce(&Lab) -> Result<()>,
+    {
+        let lab = self.build()?;
+        let result = body(&lab);
+        if result.is_err() {
+            lab.print_logs();
+        }
+        result
+    }
 }
 
 /// A running lab; see the module docs.
@@ -505,25 +519,35 @@ impl Lab {
         self.keep = true;
     }
 
-    /// Prints the log of every daemon this lab started.
-    pub fn print_logs(&self) {
+    /// The tail of every daemon's log (the last 200 lines of each), headed by the daemon's name.
+    pub fn logs_report(&self) -> String {
+        let mut report = String::new();
         let Ok(entries) = fs::read_dir(self.dir.join("logs")) else {
-            return;
+            return report;
         };
-        for entry in entries.flatten() {
-            let text = fs::read_to_string(entry.path()).unwrap_or_default();
+        let mut paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+        paths.sort();
+        for path in paths {
+            let text = fs::read_to_string(&path).unwrap_or_default();
             let lines: Vec<&str> = text.lines().collect();
             let tail = &lines[lines.len().saturating_sub(200)..];
-            eprintln!(
-                "----- lab {} log {} (last {} lines) -----",
+            let name = path.file_name().unwrap_or_default().to_string_lossy();
+            report.push_str(&format!(
+                "----- lab {} log {name} (last {} lines) -----\n",
                 self.name,
-                entry.file_name().to_string_lossy(),
                 tail.len()
-            );
+            ));
             for line in tail {
-                eprintln!("{line}");
+                report.push_str(line);
+                report.push('\n');
             }
         }
+        report
+    }
+
+    /// Prints [`Lab::logs_report`] to stderr (the test harness shows it with the failure).
+    pub fn print_logs(&self) {
+        eprint!("{}", self.logs_report());
     }
 }
 
