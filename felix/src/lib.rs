@@ -9,3 +9,6 @@
 //! kernel holds. Outputs: batched netlink and firewall transactions, per-endpoint status and metrics.
 //!
 //! The planner (desired vs observed → operations) and the rule renderer are pure; I/O lives at the edges.
+
+pub mod model;
+pub mod nft;
