@@ -8,3 +8,8 @@
 //!
 //! Inputs: API requests from `calicoctl`, nodes and the Docker proxy. Outputs: stored state, API answers,
 //! and per-node snapshots and deltas on the sync stream.
+
+pub mod acl;
+pub mod ipam;
+pub mod model;
+pub mod rules;

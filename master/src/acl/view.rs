@@ -1,0 +1,68 @@
+//! A node's view of its ACL state: what the compiler's snapshot gives and what deltas keep current.
+//!
+//! Role: the subscriber-side state (and the test oracle): profiles by name, local endpoints with their
+//! ordered profile ids, and sets by id. Inputs: [`super::AclDelta`]s. Output: the current view.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use super::{AclDelta, CompiledProfile, EndpointKey};
+
+/// What one node needs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeView {
+    /// Profiles used by the node's endpoints.
+    pub profiles: BTreeMap<String, CompiledProfile>,
+    /// The node's endpoints and their ordered profile ids.
+    pub endpoints: BTreeMap<EndpointKey, Vec<String>>,
+    /// Sets referred to by those profiles, by set id.
+    pub sets: BTreeMap<String, BTreeSet<IpNet>>,
+}
+
+impl NodeView {
+    /// Apply one delta.
+    pub fn apply(&mut self, d: &AclDelta) {
+        match d {
+            AclDelta::SetReplace {
+                set_id, members, ..
+            } => {
+                self.sets.insert(set_id.clone(), members.clone());
+            }
+            AclDelta::SetAdd { set_id, members } => {
+                self.sets
+                    .entry(set_id.clone())
+                    .or_default()
+                    .extend(members.iter().copied());
+            }
+            AclDelta::SetRemove { set_id, members } => {
+                if let Some(s) = self.sets.get_mut(set_id) {
+                    s.retain(|m| !members.contains(m));
+                }
+            }
+            AclDelta::SetDelete { set_id } => {
+                self.sets.remove(set_id);
+            }
+            AclDelta::ProfileUpdate(p) => {
+                self.profiles.insert(p.name.clone(), p.clone());
+            }
+            AclDelta::ProfileRemove { name } => {
+                self.profiles.remove(name);
+            }
+            AclDelta::EndpointUpdate { key, profile_ids } => {
+                self.endpoints.insert(key.clone(), profile_ids.clone());
+            }
+            AclDelta::EndpointRemove { key } => {
+                self.endpoints.remove(key);
+            }
+        }
+    }
+
+    /// Apply deltas in order.
+    pub fn apply_all<'a>(&mut self, ds: impl IntoIterator<Item = &'a AclDelta>) {
+        for d in ds {
+            self.apply(d);
+        }
+    }
+}
