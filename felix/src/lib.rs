@@ -10,5 +10,11 @@
 //!
 //! The planner (desired vs observed → operations) and the rule renderer are pure; I/O lives at the edges.
 
+pub mod error;
+pub mod firewall;
 pub mod model;
 pub mod nft;
+pub mod nl;
+pub mod plan;
+
+pub use error::Error;

@@ -14,6 +14,7 @@
 //! once. Traffic that passes Felix's policy in forward is marked with [`MARK_ALLOWED`], so a host whose
 //! FORWARD policy is DROP can accept exactly that traffic with one iptables rule.
 
+pub mod elements;
 pub mod names;
 pub mod rule;
 pub mod table;

@@ -52,14 +52,25 @@ fn render_sets(s: &mut String, state: &DesiredState) {
     s.push_str("\tmap ep-out {\n\t\ttype ifname : verdict\n\t\tcomment \"endpoint interface to its outbound policy\"\n\t}\n");
     s.push_str("\tmap ep-in {\n\t\ttype ifname : verdict\n\t\tcomment \"endpoint interface to its inbound policy\"\n\t}\n");
     for tag in used_tags(state) {
-        for (version, ty) in [(4, "ipv4_addr"), (6, "ipv6_addr")] {
+        for version in [4, 6] {
             let _ = writeln!(
                 s,
-                "\tset {} {{\n\t\ttype {ty}\n\t\tcomment \"tag {tag}\"\n\t}}",
-                tag_set(&tag, version)
+                "\tset {} {{\n\t\t{}\n\t}}",
+                tag_set(&tag, version),
+                tag_set_body(&tag, version)
             );
         }
     }
+}
+
+/// The body of a tag's set declaration for one IP version.
+pub fn tag_set_body(tag: &str, version: u8) -> String {
+    let ty = if version == 6 {
+        "ipv6_addr"
+    } else {
+        "ipv4_addr"
+    };
+    format!("type {ty}; comment \"tag {tag}\";")
 }
 
 fn render_base_chains(s: &mut String, state: &DesiredState) {
@@ -109,29 +120,52 @@ fn render_profile_chain(s: &mut String, profile: &str, direction: Direction, rul
         "\tchain {} {{",
         profile_chain(profile, direction.short())
     );
-    for (i, rule) in rules.iter().enumerate() {
-        for line in render(rule, profile, direction, i + 1) {
-            let _ = writeln!(s, "\t\t{line}");
-        }
+    for line in profile_chain_rules(profile, direction, rules) {
+        let _ = writeln!(s, "\t\t{line}");
     }
     s.push_str("\t}\n");
 }
 
+/// The rules of a profile's chain for one direction.
+pub fn profile_chain_rules(profile: &str, direction: Direction, rules: &[Rule]) -> Vec<String> {
+    rules
+        .iter()
+        .enumerate()
+        .flat_map(|(i, rule)| render(rule, profile, direction, i + 1))
+        .collect()
+}
+
 fn render_list_chain(s: &mut String, list: &[String], direction: Direction, state: &DesiredState) {
+    let _ = writeln!(
+        s,
+        "\tchain {} {{",
+        profile_list_chain(list, direction.short())
+    );
+    for line in list_chain_rules(list, direction, state) {
+        let _ = writeln!(s, "\t\t{line}");
+    }
+    s.push_str("\t}\n");
+}
+
+/// The rules of the chain that tries `list`'s profiles in order for one direction.
+pub fn list_chain_rules(
+    list: &[String],
+    direction: Direction,
+    state: &DesiredState,
+) -> Vec<String> {
     let d = direction.short();
-    let _ = writeln!(s, "\tchain {} {{", profile_list_chain(list, d));
-    let _ = writeln!(s, "\t\tmeta mark set meta mark & {:#010x}", !MARK_MATCHED);
+    let mut rules = vec![format!("meta mark set meta mark & {:#010x}", !MARK_MATCHED)];
     for profile in list {
         // A profile that is not (yet) known contributes no rules: its traffic meets the default deny.
         if state.profiles.contains_key(profile) {
-            let _ = writeln!(s, "\t\tjump {}", profile_chain(profile, d));
-            let _ = writeln!(
-                s,
-                "\t\tmeta mark & {MARK_MATCHED:#010x} != 0 return comment \"allowed by profile {profile}\""
-            );
+            rules.push(format!("jump {}", profile_chain(profile, d)));
+            rules.push(format!(
+                "meta mark & {MARK_MATCHED:#010x} != 0 return comment \"allowed by profile {profile}\""
+            ));
         }
     }
-    let _ = writeln!(s, "\t\tdrop comment \"no profile allowed it\"\n\t}}");
+    rules.push("drop comment \"no profile allowed it\"".to_string());
+    rules
 }
 
 fn render_elements(s: &mut String, state: &DesiredState) {
@@ -188,7 +222,7 @@ fn add_elements(s: &mut String, set: &str, elements: &[String]) {
 }
 
 /// Every distinct ordered profile list that an endpoint uses.
-fn profile_lists(state: &DesiredState) -> BTreeSet<Vec<String>> {
+pub fn profile_lists(state: &DesiredState) -> BTreeSet<Vec<String>> {
     state
         .endpoints
         .values()
@@ -197,7 +231,7 @@ fn profile_lists(state: &DesiredState) -> BTreeSet<Vec<String>> {
 }
 
 /// Every tag a rule of a known profile refers to.
-fn used_tags(state: &DesiredState) -> BTreeSet<String> {
+pub fn used_tags(state: &DesiredState) -> BTreeSet<String> {
     state
         .profiles
         .values()

@@ -1,0 +1,243 @@
+//! Set and map element changes as one nf_tables netlink batch (one kernel transaction).
+//!
+//! Pure: element keys in the kernel's layout and the batch bytes. The kernel lays out a concatenated key
+//! component by component, each padded to 4 bytes: an interface name is 16 bytes (IFNAMSIZ, NUL-padded),
+//! an IPv4 address 4, an IPv6 address 16, a MAC 6 (+2 padding).
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use super::TABLE;
+use crate::model::Mac;
+use crate::nl::{Message, NLM_F_ACK, NLM_F_CREATE, NLM_F_REQUEST};
+
+const NFNL_SUBSYS_NFTABLES: u16 = 10;
+const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
+const NFNL_MSG_BATCH_END: u16 = 0x11;
+const NFT_MSG_NEWSETELEM: u16 = 12;
+const NFT_MSG_DELSETELEM: u16 = 14;
+const NFPROTO_INET: u8 = 1;
+const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
+const NFTA_SET_ELEM_LIST_SET: u16 = 2;
+const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
+const NFTA_LIST_ELEM: u16 = 1;
+const NFTA_SET_ELEM_KEY: u16 = 1;
+const NFTA_SET_ELEM_DATA: u16 = 2;
+const NFTA_DATA_VALUE: u16 = 1;
+const NFTA_DATA_VERDICT: u16 = 2;
+const NFTA_VERDICT_CODE: u16 = 1;
+const NFTA_VERDICT_CHAIN: u16 = 2;
+const NFT_GOTO: i32 = -4;
+/// Element bytes per message: a nested attribute's length is 16 bits.
+const MAX_ELEMENTS_BYTES: usize = 48 * 1024;
+
+/// One element change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ElementOp {
+    /// Adds `key` to `set`; in a verdict map, mapped to `goto <chain>`.
+    Add {
+        set: String,
+        key: Vec<u8>,
+        goto: Option<String>,
+    },
+    /// Removes `key` from `set`.
+    Delete { set: String, key: Vec<u8> },
+}
+
+impl ElementOp {
+    fn set(&self) -> &str {
+        match self {
+            ElementOp::Add { set, .. } | ElementOp::Delete { set, .. } => set,
+        }
+    }
+    fn is_add(&self) -> bool {
+        matches!(self, ElementOp::Add { .. })
+    }
+}
+
+/// An interface name as a key: 16 bytes, NUL-padded (longer names are cut, as the kernel's are).
+pub fn key_ifname(name: &str) -> Vec<u8> {
+    let mut key = vec![0u8; 16];
+    let bytes = name.as_bytes();
+    let n = bytes.len().min(15);
+    key[..n].copy_from_slice(&bytes[..n]);
+    key
+}
+
+fn mac_padded(mac: Mac) -> [u8; 8] {
+    let m = mac.0;
+    [m[0], m[1], m[2], m[3], m[4], m[5], 0, 0]
+}
+
+/// `ifname . ipv4_addr . ether_addr`.
+pub fn key_src_v4(iface: &str, ip: Ipv4Addr, mac: Mac) -> Vec<u8> {
+    let mut key = key_ifname(iface);
+    key.extend_from_slice(&ip.octets());
+    key.extend_from_slice(&mac_padded(mac));
+    key
+}
+
+/// `ifname . ipv6_addr . ether_addr`.
+pub fn key_src_v6(iface: &str, ip: Ipv6Addr, mac: Mac) -> Vec<u8> {
+    let mut key = key_ifname(iface);
+    key.extend_from_slice(&ip.octets());
+    key.extend_from_slice(&mac_padded(mac));
+    key
+}
+
+/// The bytes of one batch (begin, the element messages, end) and the sequence numbers that the kernel
+/// will acknowledge. Deletes go before adds, so replacing a map entry is a delete and an add of the
+/// same key in one transaction. `next_seq` hands out sequence numbers.
+pub fn encode_batch(ops: &[ElementOp], mut next_seq: impl FnMut() -> u32) -> (Vec<u8>, Vec<u32>) {
+    let mut bytes = Vec::new();
+    let mut acked = Vec::new();
+    let mut begin = Message::new(NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, next_seq());
+    begin.push_raw(&nfgenmsg(0, NFNL_SUBSYS_NFTABLES));
+    bytes.extend(begin.finish());
+
+    let mut ordered: Vec<&ElementOp> = ops.iter().filter(|o| !o.is_add()).collect();
+    ordered.extend(ops.iter().filter(|o| o.is_add()));
+    let mut i = 0;
+    while i < ordered.len() {
+        let (add, set) = (ordered[i].is_add(), ordered[i].set());
+        let ty = (NFNL_SUBSYS_NFTABLES << 8)
+            | if add {
+                NFT_MSG_NEWSETELEM
+            } else {
+                NFT_MSG_DELSETELEM
+            };
+        let flags = NLM_F_REQUEST | NLM_F_ACK | if add { NLM_F_CREATE } else { 0 };
+        let seq = next_seq();
+        let mut m = Message::new(ty, flags, seq);
+        m.push_raw(&nfgenmsg(NFPROTO_INET, 0));
+        m.attr_str(NFTA_SET_ELEM_LIST_TABLE, TABLE);
+        m.attr_str(NFTA_SET_ELEM_LIST_SET, set);
+        m.begin_nest(NFTA_SET_ELEM_LIST_ELEMENTS);
+        let start = m.len();
+        while i < ordered.len()
+            && ordered[i].is_add() == add
+            && ordered[i].set() == set
+            && m.len() - start < MAX_ELEMENTS_BYTES
+        {
+            m.begin_nest(NFTA_LIST_ELEM);
+            let (key, goto) = match ordered[i] {
+                ElementOp::Add { key, goto, .. } => (key, goto.as_deref()),
+                ElementOp::Delete { key, .. } => (key, None),
+            };
+            m.begin_nest(NFTA_SET_ELEM_KEY)
+                .attr(NFTA_DATA_VALUE, key)
+                .end_nest();
+            if let Some(chain) = goto {
+                m.begin_nest(NFTA_SET_ELEM_DATA)
+                    .begin_nest(NFTA_DATA_VERDICT);
+                m.attr(NFTA_VERDICT_CODE, &NFT_GOTO.to_be_bytes());
+                m.attr_str(NFTA_VERDICT_CHAIN, chain);
+                m.end_nest().end_nest();
+            }
+            m.end_nest();
+            i += 1;
+        }
+        m.end_nest();
+        bytes.extend(m.finish());
+        acked.push(seq);
+    }
+    let mut end = Message::new(NFNL_MSG_BATCH_END, NLM_F_REQUEST, next_seq());
+    end.push_raw(&nfgenmsg(0, NFNL_SUBSYS_NFTABLES));
+    bytes.extend(end.finish());
+    (bytes, acked)
+}
+
+/// `struct nfgenmsg`: family, version 0, resource id (big-endian).
+fn nfgenmsg(family: u8, res_id: u16) -> [u8; 4] {
+    let r = res_id.to_be_bytes();
+    [family, 0, r[0], r[1]]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_have_the_kernels_layout() {
+        let mac = Mac([2, 0, 0, 0, 0, 1]);
+        let k = key_src_v4("cali0123456789a", "10.65.0.2".parse().unwrap(), mac);
+        assert_eq!(k.len(), 28);
+        assert_eq!(&k[..15], b"cali0123456789a");
+        assert_eq!(k[15], 0);
+        assert_eq!(&k[16..20], &[10, 65, 0, 2]);
+        assert_eq!(&k[20..28], &[2, 0, 0, 0, 0, 1, 0, 0]);
+        assert_eq!(
+            key_src_v6("x", "fd00:65::2".parse().unwrap(), mac).len(),
+            40
+        );
+        assert_eq!(key_ifname("a-name-longer-than-15")[15], 0);
+    }
+
+    #[test]
+    fn a_batch_groups_by_set_and_puts_deletes_first() {
+        let mut seq = 0;
+        let ops = vec![
+            ElementOp::Add {
+                set: "ep-out".into(),
+                key: key_ifname("cali1"),
+                goto: Some("pl-out-web".into()),
+            },
+            ElementOp::Add {
+                set: "ep-out".into(),
+                key: key_ifname("cali2"),
+                goto: Some("pl-out-web".into()),
+            },
+            ElementOp::Delete {
+                set: "ep-out".into(),
+                key: key_ifname("cali1"),
+            },
+            ElementOp::Add {
+                set: "t4-web".into(),
+                key: vec![10, 65, 0, 2],
+                goto: None,
+            },
+        ];
+        let (bytes, acked) = encode_batch(&ops, || {
+            seq += 1;
+            seq
+        });
+        // begin (1), delete ep-out (2), add ep-out x2 (3), add t4-web (4), end (5)
+        assert_eq!(acked, [2, 3, 4]);
+        let types: Vec<u16> = messages(&bytes)
+            .iter()
+            .map(|m| u16::from_ne_bytes([m[4], m[5]]))
+            .collect();
+        assert_eq!(types, [0x10, 0x0a0e, 0x0a0c, 0x0a0c, 0x11]);
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(text.contains("pl-out-web") && text.contains("calico"));
+    }
+
+    #[test]
+    fn large_changes_split_into_messages_under_the_attribute_limit() {
+        let ops: Vec<ElementOp> = (0..5000u32)
+            .map(|i| ElementOp::Add {
+                set: "t4-big".into(),
+                key: i.to_be_bytes().to_vec(),
+                goto: None,
+            })
+            .collect();
+        let mut seq = 0;
+        let (bytes, acked) = encode_batch(&ops, || {
+            seq += 1;
+            seq
+        });
+        assert!(acked.len() > 1);
+        for m in messages(&bytes) {
+            assert!(m.len() < 65535, "{}", m.len());
+        }
+    }
+
+    fn messages(mut bytes: &[u8]) -> Vec<&[u8]> {
+        let mut out = Vec::new();
+        while bytes.len() >= 16 {
+            let len = u32::from_ne_bytes(bytes[0..4].try_into().unwrap()) as usize;
+            out.push(&bytes[..len]);
+            bytes = &bytes[len..];
+        }
+        out
+    }
+}
