@@ -11,12 +11,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::changes::{fold, plan_changes, Change};
 use crate::error::{Error, NftError};
 use crate::model::DesiredState;
 use crate::nft::elements::encode_batch;
 use crate::nft::table::render_table;
 use crate::nl::socket::Socket;
-use crate::plan::plan;
+use crate::plan::{plan, Plan};
 
 /// What one apply did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -35,7 +36,9 @@ pub struct Applied {
 pub struct Firewall {
     socket: Socket,
     nft: Vec<String>,
-    applied: Option<DesiredState>,
+    /// The desired state, which the kernel holds when `in_sync`.
+    state: DesiredState,
+    in_sync: bool,
 }
 
 impl Firewall {
@@ -50,7 +53,8 @@ impl Firewall {
         Ok(Firewall {
             socket,
             nft,
-            applied: None,
+            state: DesiredState::default(),
+            in_sync: false,
         })
     }
 
@@ -63,32 +67,64 @@ impl Firewall {
         Firewall::new(Some(&path), nft)
     }
 
-    /// Makes the kernel hold `desired`. On failure the next apply replaces the whole table.
+    /// Makes the kernel hold `desired` (compared whole with what it holds). On failure the next apply
+    /// replaces the whole table.
     pub fn apply(&mut self, desired: &DesiredState) -> Result<Applied, Error> {
         let start = Instant::now();
-        let result = match self.applied.take() {
-            None => self
-                .run_nft("full", &render_table(desired))
-                .map(|()| Applied {
-                    full: true,
-                    scripts: 1,
-                    ..Applied::default()
-                }),
-            Some(old) => self.apply_delta(&old, desired),
+        let result = if self.in_sync {
+            let p = plan(&self.state, desired);
+            self.state = desired.clone();
+            self.run_plan(&p)
+        } else {
+            self.state = desired.clone();
+            self.replace_all()
         };
-        let mut applied = result?;
-        self.applied = Some(desired.clone());
-        applied.elapsed = start.elapsed();
-        Ok(applied)
+        self.finish(result, start)
+    }
+
+    /// Applies `changes` to the desired state and makes the kernel hold it, touching only what the
+    /// changes touch. On failure the changes stay in the desired state and the next apply replaces the
+    /// whole table.
+    pub fn apply_changes(&mut self, changes: &[Change]) -> Result<Applied, Error> {
+        let start = Instant::now();
+        let result = if self.in_sync {
+            let p = plan_changes(&self.state, changes);
+            fold(&mut self.state, changes);
+            self.run_plan(&p)
+        } else {
+            fold(&mut self.state, changes);
+            self.replace_all()
+        };
+        self.finish(result, start)
+    }
+
+    /// The desired state (what the kernel holds, once an apply succeeded).
+    pub fn state(&self) -> &DesiredState {
+        &self.state
     }
 
     /// Forgets what the kernel holds, so the next apply replaces the whole table (a resync).
     pub fn invalidate(&mut self) {
-        self.applied = None;
+        self.in_sync = false;
     }
 
-    fn apply_delta(&mut self, old: &DesiredState, new: &DesiredState) -> Result<Applied, Error> {
-        let p = plan(old, new);
+    fn finish(&mut self, result: Result<Applied, Error>, start: Instant) -> Result<Applied, Error> {
+        self.in_sync = result.is_ok();
+        let mut applied = result?;
+        applied.elapsed = start.elapsed();
+        Ok(applied)
+    }
+
+    fn replace_all(&self) -> Result<Applied, Error> {
+        self.run_nft("full", &render_table(&self.state))?;
+        Ok(Applied {
+            full: true,
+            scripts: 1,
+            ..Applied::default()
+        })
+    }
+
+    fn run_plan(&mut self, p: &Plan) -> Result<Applied, Error> {
         let mut done = Applied::default();
         if let Some(script) = &p.create {
             self.run_nft("create", script)?;

@@ -10,6 +10,7 @@
 //!
 //! The planner (desired vs observed → operations) and the rule renderer are pure; I/O lives at the edges.
 
+pub mod changes;
 pub mod error;
 pub mod firewall;
 pub mod model;

@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
-use crate::model::DesiredState;
+use crate::model::{DesiredState, Endpoint, Profile, TagMembers};
 use crate::nft::elements::{key_ifname, key_src_v4, key_src_v6, ElementOp};
 use crate::nft::names::{profile_chain, profile_list_chain, tag_set};
 use crate::nft::rule::Direction;
@@ -24,7 +24,7 @@ use crate::nft::TABLE;
 pub struct Plan {
     /// Phase 1: new sets and chains, rewritten chains (an `nft -f` script), if any.
     pub create: Option<String>,
-    /// Phase 2: element changes (one netlink batch).
+    /// Phase 2: element changes (one netlink batch): deletes, then adds.
     pub elements: Vec<ElementOp>,
     /// Phase 3: chains and sets no longer used (an `nft -f` script), if any.
     pub prune: Option<String>,
@@ -39,63 +39,157 @@ impl Plan {
 
 const DIRECTIONS: [Direction; 2] = [Direction::Inbound, Direction::Outbound];
 
-/// The plan from `old` (what the kernel holds) to `new`.
-pub fn plan(old: &DesiredState, new: &DesiredState) -> Plan {
-    let mut create = String::new();
-    let mut prune = String::new();
+/// An element: (set, key) → the chain a map entry goes to (`None` in a plain set).
+pub type Elements = BTreeMap<(String, Vec<u8>), Option<String>>;
 
-    // Tag sets: create the new ones first; they may be referenced by the chains below.
-    let (old_tags, new_tags) = (used_tags(old), used_tags(new));
-    for tag in new_tags.difference(&old_tags) {
-        for v in [4, 6] {
-            let _ = writeln!(
-                create,
-                "add set inet {TABLE} {} {{ {} }}",
-                tag_set(tag, v),
-                tag_set_body(tag, v)
-            );
-        }
+/// Collects what a plan must do, in any order, and renders it in the one safe order.
+#[derive(Debug, Default)]
+pub struct PlanBuilder {
+    new_tags: BTreeSet<String>,
+    profiles: BTreeMap<String, Profile>,
+    lists: BTreeMap<String, Vec<String>>,
+    deletes: BTreeSet<(String, Vec<u8>)>,
+    adds: Elements,
+    gone_lists: BTreeSet<String>,
+    gone_profiles: BTreeSet<String>,
+    gone_tags: BTreeSet<String>,
+}
+
+impl PlanBuilder {
+    /// Creates a tag's IPv4 and IPv6 sets.
+    pub fn create_tag_sets(&mut self, tag: &str) {
+        self.new_tags.insert(tag.to_string());
     }
 
-    // Profile chains: (re)write those that are new or whose rules changed.
-    for (name, profile) in &new.profiles {
-        if old.profiles.get(name) == Some(profile) {
-            continue;
-        }
-        for (d, rules) in [
-            (Direction::Inbound, &profile.inbound),
-            (Direction::Outbound, &profile.outbound),
-        ] {
-            rewrite_chain(
-                &mut create,
-                &profile_chain(name, d.short()),
-                &profile_chain_rules(name, d, rules),
-            );
-        }
+    /// Creates or rewrites a profile's two chains.
+    pub fn rewrite_profile(&mut self, name: &str, profile: &Profile) {
+        self.profiles.insert(name.to_string(), profile.clone());
     }
 
-    // Profile-list chains: their rules depend on which of their profiles exist.
-    let (old_lists, new_lists) = (profile_lists(old), profile_lists(new));
-    for list in &new_lists {
+    /// Creates or rewrites both chains of a profile list, as `state`'s profiles make them.
+    pub fn rewrite_list(&mut self, list: &[String], state: &DesiredState) {
         for d in DIRECTIONS {
-            let rules = list_chain_rules(list, d, new);
-            if !old_lists.contains(list) || list_chain_rules(list, d, old) != rules {
-                rewrite_chain(&mut create, &profile_list_chain(list, d.short()), &rules);
+            self.rewrite_list_direction(list, d, state);
+        }
+    }
+
+    /// Creates or rewrites one chain of a profile list.
+    pub fn rewrite_list_direction(&mut self, list: &[String], d: Direction, state: &DesiredState) {
+        self.lists.insert(
+            profile_list_chain(list, d.short()),
+            list_chain_rules(list, d, state),
+        );
+    }
+
+    /// Deletes both chains of a profile list.
+    pub fn prune_list(&mut self, list: &[String]) {
+        for d in DIRECTIONS {
+            self.gone_lists.insert(profile_list_chain(list, d.short()));
+        }
+    }
+
+    /// Deletes a profile's chains.
+    pub fn prune_profile(&mut self, name: &str) {
+        self.gone_profiles.insert(name.to_string());
+    }
+
+    /// Deletes a tag's sets (with their elements).
+    pub fn prune_tag_sets(&mut self, tag: &str) {
+        self.gone_tags.insert(tag.to_string());
+    }
+
+    /// The element changes that turn `before` into `after`.
+    pub fn diff_elements(&mut self, before: Elements, after: Elements) {
+        for (key, goto) in &before {
+            if after.get(key) != Some(goto) {
+                self.deletes.insert(key.clone());
+            }
+        }
+        for (key, goto) in after {
+            if before.get(&key) != Some(&goto) {
+                self.adds.insert(key, goto);
             }
         }
     }
 
-    let elements = element_changes(old, new);
+    /// The plan: create tag sets, then profile chains, then list chains; elements; prune list chains,
+    /// then profile chains, then tag sets.
+    pub fn finish(self) -> Plan {
+        let mut create = String::new();
+        for tag in &self.new_tags {
+            for v in [4, 6] {
+                let _ = writeln!(
+                    create,
+                    "add set inet {TABLE} {} {{ {} }}",
+                    tag_set(tag, v),
+                    tag_set_body(tag, v)
+                );
+            }
+        }
+        for (name, profile) in &self.profiles {
+            for (d, rules) in [
+                (Direction::Inbound, &profile.inbound),
+                (Direction::Outbound, &profile.outbound),
+            ] {
+                rewrite_chain(
+                    &mut create,
+                    &profile_chain(name, d.short()),
+                    &profile_chain_rules(name, d, rules),
+                );
+            }
+        }
+        for (chain, rules) in &self.lists {
+            rewrite_chain(&mut create, chain, rules);
+        }
+        let mut prune = String::new();
+        for chain in &self.gone_lists {
+            let _ = writeln!(prune, "delete chain inet {TABLE} {chain}");
+        }
+        for name in &self.gone_profiles {
+            for d in DIRECTIONS {
+                let _ = writeln!(
+                    prune,
+                    "delete chain inet {TABLE} {}",
+                    profile_chain(name, d.short())
+                );
+            }
+        }
+        for tag in &self.gone_tags {
+            for v in [4, 6] {
+                let _ = writeln!(prune, "delete set inet {TABLE} {}", tag_set(tag, v));
+            }
+        }
+        let mut elements: Vec<ElementOp> = self
+            .deletes
+            .into_iter()
+            .map(|(set, key)| ElementOp::Delete { set, key })
+            .collect();
+        elements.extend(
+            self.adds
+                .into_iter()
+                .map(|((set, key), goto)| ElementOp::Add { set, key, goto }),
+        );
+        Plan {
+            create: (!create.is_empty()).then_some(create),
+            elements,
+            prune: (!prune.is_empty()).then_some(prune),
+        }
+    }
+}
 
-    // Prune in dependency order: list chains (reference profile chains), profile chains (reference
-    // tag sets), tag sets.
-    for list in old_lists.difference(&new_lists) {
-        for d in DIRECTIONS {
-            let _ = writeln!(
-                prune,
-                "delete chain inet {TABLE} {}",
-                profile_list_chain(list, d.short())
-            );
+/// The plan from `old` (what the kernel holds) to `new`, by comparing them whole.
+pub fn plan(old: &DesiredState, new: &DesiredState) -> Plan {
+    let mut b = PlanBuilder::default();
+    let (old_tags, new_tags) = (used_tags(old), used_tags(new));
+    for tag in new_tags.difference(&old_tags) {
+        b.create_tag_sets(tag);
+    }
+    for tag in old_tags.difference(&new_tags) {
+        b.prune_tag_sets(tag);
+    }
+    for (name, profile) in &new.profiles {
+        if old.profiles.get(name) != Some(profile) {
+            b.rewrite_profile(name, profile);
         }
     }
     for name in old
@@ -103,25 +197,36 @@ pub fn plan(old: &DesiredState, new: &DesiredState) -> Plan {
         .keys()
         .filter(|n| !new.profiles.contains_key(*n))
     {
+        b.prune_profile(name);
+    }
+    let (old_lists, new_lists) = (profile_lists(old), profile_lists(new));
+    for list in &new_lists {
         for d in DIRECTIONS {
-            let _ = writeln!(
-                prune,
-                "delete chain inet {TABLE} {}",
-                profile_chain(name, d.short())
-            );
+            let rules = list_chain_rules(list, d, new);
+            if !old_lists.contains(list) || list_chain_rules(list, d, old) != rules {
+                b.rewrite_list_direction(list, d, new);
+            }
         }
     }
-    for tag in old_tags.difference(&new_tags) {
-        for v in [4, 6] {
-            let _ = writeln!(prune, "delete set inet {TABLE} {}", tag_set(tag, v));
+    for list in old_lists.difference(&new_lists) {
+        b.prune_list(list);
+    }
+    let ids: BTreeSet<&String> = old.endpoints.keys().chain(new.endpoints.keys()).collect();
+    for id in ids {
+        let (before, after) = (old.endpoints.get(id), new.endpoints.get(id));
+        if before != after {
+            b.diff_elements(endpoint_elements(before), endpoint_elements(after));
         }
     }
-
-    Plan {
-        create: (!create.is_empty()).then_some(create),
-        elements,
-        prune: (!prune.is_empty()).then_some(prune),
+    for tag in &new_tags {
+        let before = if old_tags.contains(tag) {
+            tag_elements(tag, old.tags.get(tag))
+        } else {
+            Elements::new()
+        };
+        b.diff_elements(before, tag_elements(tag, new.tags.get(tag)));
     }
+    b.finish()
 }
 
 /// Adds (if missing), flushes and refills `chain`, all inside the script's one transaction.
@@ -133,69 +238,43 @@ fn rewrite_chain(script: &mut String, chain: &str, rules: &[String]) {
     }
 }
 
-/// Every element `state` puts in the kernel: (set, key) → the chain a map entry goes to.
-fn elements(state: &DesiredState) -> BTreeMap<(String, Vec<u8>), Option<String>> {
-    let mut all = BTreeMap::new();
-    for ep in state.endpoints.values() {
-        for ip in &ep.ipv4 {
-            all.insert(
-                ("ep-src-v4".to_string(), key_src_v4(&ep.iface, *ip, ep.mac)),
-                None,
-            );
-        }
-        for ip in &ep.ipv6 {
-            all.insert(
-                ("ep-src-v6".to_string(), key_src_v6(&ep.iface, *ip, ep.mac)),
-                None,
-            );
-        }
-        for d in DIRECTIONS {
-            all.insert(
-                (format!("ep-{}", d.short()), key_ifname(&ep.iface)),
-                Some(profile_list_chain(&ep.profiles, d.short())),
-            );
-        }
+/// The elements one endpoint puts in the kernel: its sources and its two map entries.
+pub fn endpoint_elements(ep: Option<&Endpoint>) -> Elements {
+    let mut all = Elements::new();
+    let Some(ep) = ep else { return all };
+    for ip in &ep.ipv4 {
+        all.insert(
+            ("ep-src-v4".to_string(), key_src_v4(&ep.iface, *ip, ep.mac)),
+            None,
+        );
     }
-    let tags: BTreeSet<String> = used_tags(state);
-    for tag in &tags {
-        if let Some(members) = state.tags.get(tag) {
-            for ip in &members.ipv4 {
-                all.insert((tag_set(tag, 4), ip.octets().to_vec()), None);
-            }
-            for ip in &members.ipv6 {
-                all.insert((tag_set(tag, 6), ip.octets().to_vec()), None);
-            }
-        }
+    for ip in &ep.ipv6 {
+        all.insert(
+            ("ep-src-v6".to_string(), key_src_v6(&ep.iface, *ip, ep.mac)),
+            None,
+        );
+    }
+    for d in DIRECTIONS {
+        all.insert(
+            (format!("ep-{}", d.short()), key_ifname(&ep.iface)),
+            Some(profile_list_chain(&ep.profiles, d.short())),
+        );
     }
     all
 }
 
-fn element_changes(old: &DesiredState, new: &DesiredState) -> Vec<ElementOp> {
-    let (before, after) = (elements(old), elements(new));
-    let dropped_sets: BTreeSet<String> = used_tags(old)
-        .difference(&used_tags(new))
-        .flat_map(|t| [tag_set(t, 4), tag_set(t, 6)])
-        .collect();
-    let mut ops = Vec::new();
-    for ((set, key), goto) in &before {
-        // Elements of a set that is about to be deleted go with it.
-        if after.get(&(set.clone(), key.clone())) != Some(goto) && !dropped_sets.contains(set) {
-            ops.push(ElementOp::Delete {
-                set: set.clone(),
-                key: key.clone(),
-            });
+/// The elements of a tag's two sets.
+pub fn tag_elements(tag: &str, members: Option<&TagMembers>) -> Elements {
+    let mut all = Elements::new();
+    if let Some(m) = members {
+        for ip in &m.ipv4 {
+            all.insert((tag_set(tag, 4), ip.octets().to_vec()), None);
+        }
+        for ip in &m.ipv6 {
+            all.insert((tag_set(tag, 6), ip.octets().to_vec()), None);
         }
     }
-    for ((set, key), goto) in &after {
-        if before.get(&(set.clone(), key.clone())) != Some(goto) {
-            ops.push(ElementOp::Add {
-                set: set.clone(),
-                key: key.clone(),
-                goto: goto.clone(),
-            });
-        }
-    }
-    ops
+    all
 }
 
 #[cfg(test)]

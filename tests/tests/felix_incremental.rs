@@ -6,6 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
+use calico_felix::changes::Change;
 use calico_felix::firewall::Firewall;
 use calico_felix::model::{Action, DesiredState, Endpoint, Mac, Port, Profile, Protocol, Rule};
 use calico_lab::cmd::Cmd;
@@ -125,16 +126,18 @@ fn endpoints_and_rules_change_incrementally() -> Result<()> {
         assert_no_ping(&w3, ip("10.65.0.11"))?;
 
         // Add w3 to web: element changes only, through netlink.
-        let mut added = state.clone();
-        added.endpoints.insert("w3".into(), endpoint(&w3, "web")?);
-        let added = with_members(added);
-        let delta = fw.apply(&added)?;
+        let w3_ep = endpoint(&w3, "web")?;
+        let delta = fw.apply_changes(&[
+            Change::Endpoint("w3".into(), Some(w3_ep)),
+            Change::TagMember("web".into(), ip("10.65.0.13"), true),
+        ])?;
         ensure!(
             !delta.full && delta.scripts == 0 && delta.elements == 4,
             "{delta:?}"
         );
         assert_ping(&w3, ip("10.65.0.11"), CONVERGE)?;
         assert_ping(&w1, ip("10.65.0.13"), CONVERGE)?;
+        let added = fw.state().clone();
 
         // A rule change: web now only takes TCP 7000 from web. One script, no elements.
         let mut tcp_only = added.clone();
@@ -153,11 +156,12 @@ fn endpoints_and_rules_change_incrementally() -> Result<()> {
         assert_tcp(&w1, SocketAddr::new(ip("fd00:65::12"), 7000), CONVERGE)?;
 
         // Remove w3: its traffic stops, the others' goes on.
-        let mut removed = tcp_only.clone();
-        removed.endpoints.remove("w3");
-        let removed = with_members(removed);
-        let gone = fw.apply(&removed)?;
+        let gone = fw.apply_changes(&[
+            Change::Endpoint("w3".into(), None),
+            Change::TagMember("web".into(), ip("10.65.0.13"), false),
+        ])?;
         ensure!(!gone.full && gone.elements == 4, "{gone:?}");
+        let removed = fw.state().clone();
         assert_no_tcp(&w3, SocketAddr::new(ip("10.65.0.12"), 7000))?;
         assert_tcp(&w1, SocketAddr::new(ip("10.65.0.12"), 7000), CONVERGE)?;
 
