@@ -13,3 +13,4 @@ pub mod acl;
 pub mod ipam;
 pub mod model;
 pub mod rules;
+pub mod store;

@@ -160,13 +160,18 @@ impl Block {
 
     /// The original's etcd key: `/calico/ipam/v2/assignment/ipv4/block/192.168.0.0-26`.
     pub fn etcd_key(&self) -> String {
-        let family = match self.cidr {
+        Self::etcd_key_for(&self.cidr)
+    }
+
+    /// The etcd key of the block with this CIDR (see [`Block::etcd_key`]).
+    pub fn etcd_key_for(cidr: &IpNet) -> String {
+        let family = match cidr {
             IpNet::V4(_) => "ipv4",
             IpNet::V6(_) => "ipv6",
         };
         format!(
             "/calico/ipam/v2/assignment/{family}/block/{}",
-            self.cidr.to_string().replace('/', "-")
+            cidr.to_string().replace('/', "-")
         )
     }
 

@@ -50,10 +50,15 @@ impl IpPool {
 
     /// The original's etcd key: `/calico/v1/ipam/v4/pool/192.168.0.0-16`.
     pub fn etcd_key(&self) -> String {
+        Self::etcd_key_for(&self.cidr)
+    }
+
+    /// The etcd key of the pool with this CIDR (see [`IpPool::etcd_key`]).
+    pub fn etcd_key_for(cidr: &IpNet) -> String {
         format!(
             "/calico/v1/ipam/v{}/pool/{}",
-            self.version().number(),
-            self.key_name()
+            IpVersion::of_net(cidr).number(),
+            cidr.to_string().replace('/', "-")
         )
     }
 
