@@ -9,3 +9,5 @@
 //! Outputs: bytes to peers, route operations for the kernel FIB, status for `calico-bgp status`.
 //!
 //! The decoder and the FSM are sans-IO; sockets, netlink and timers live at the edges.
+
+pub mod wire;
