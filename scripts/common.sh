@@ -32,10 +32,20 @@ ensure_rust() {
   die "cargo not found: install Rust 1.85 or newer with rustup (Debian 12's rustc is too old), then run this again"
 }
 
+# The fuzz targets need the nightly toolchain (present on these machines; it cannot be fetched here)
+# and cargo-fuzz (from crates.io).
+ensure_cargo_fuzz() {
+  rustup toolchain list 2>/dev/null | grep -q '^nightly' \
+    || die "the nightly Rust toolchain is missing (rustup toolchain install nightly): the fuzz targets need it"
+  cargo fuzz --version >/dev/null 2>&1 && return 0
+  say "installing cargo-fuzz"
+  cargo install --quiet --locked cargo-fuzz
+}
+
 build_release() {
   say "building (release)"
   (cd "$ROOT" && cargo build --release --workspace --bins --quiet)
 }
 
 # Packages the lab needs at run time.
-LAB_PACKAGES=(iproute2 iputils-ping procps util-linux busybox-static docker.io)
+LAB_PACKAGES=(iproute2 iputils-ping procps util-linux busybox-static docker.io nftables iptables)

@@ -27,6 +27,18 @@ cargo test --release --workspace --no-fail-fast 2>&1 | tee "$log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || failed=1
 set -e
 
+# Every decoder that reads the network is fuzzed for a minute on each run.
+fuzz() { # fuzz CRATE_DIR TARGET SECONDS: prints the run's figures, or the crash's last lines
+  local out; out="$(mktemp)"
+  if (cd "$ROOT/$1" && cargo +nightly fuzz run "$2" -- -max_total_time="$3" -print_final_stats=1) >"$out" 2>&1; then
+    grep -E '^stat::(number_of_executed_units|peak_rss_mb)' "$out"; rm -f "$out"
+  else
+    tail -n 40 "$out"; rm -f "$out"; return 1
+  fi
+}
+ensure_cargo_fuzz
+step "fuzzing the BGP decoder for 60 s" fuzz bgp decode_message 60
+
 step "checking that no lab left anything behind" "$RELEASE/calico-lab" check-clean --except demo
 "$RELEASE/calico-lab" stop-dockerd || failed=1
 if [ ! -d /run/calico-lab/labs ] || [ -z "$(ls -A /run/calico-lab/labs 2>/dev/null)" ]; then
