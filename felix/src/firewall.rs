@@ -45,7 +45,7 @@ impl Firewall {
     /// A firewall for the namespace at `netns` (`None`: the caller's own). `nft` is the command that runs
     /// `nft` in that namespace (e.g. `["nft"]`, or `["ip", "netns", "exec", NAME, "nft"]`).
     pub fn new(netns: Option<&Path>, nft: Vec<String>) -> Result<Firewall, Error> {
-        let protocol = rustix::net::netlink::NETFILTER;
+        let protocol = Some(rustix::net::netlink::NETFILTER);
         let socket = match netns {
             Some(path) => Socket::open_in(path, protocol)?,
             None => Socket::open(protocol)?,

@@ -17,5 +17,6 @@ pub mod model;
 pub mod nft;
 pub mod nl;
 pub mod plan;
+pub mod routes;
 
 pub use error::Error;

@@ -114,6 +114,9 @@ pub struct Config {
     /// The prefix of endpoint interfaces (`cali`).
     pub iface_prefix: String,
     pub endpoint_to_host: EndpointToHost,
+    /// The host's IPv6 address, which IPv6 endpoints use as their gateway (answered by a proxy neighbour
+    /// on each endpoint interface).
+    pub ipv6_gateway: Option<Ipv6Addr>,
 }
 
 impl Default for Config {
@@ -121,6 +124,7 @@ impl Default for Config {
         Config {
             iface_prefix: "cali".to_string(),
             endpoint_to_host: EndpointToHost::Drop,
+            ipv6_gateway: None,
         }
     }
 }

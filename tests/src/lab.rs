@@ -62,6 +62,35 @@ impl Workload {
     pub fn place(&self) -> Place {
         Place::Netns(self.ns.clone())
     }
+
+    /// The MAC address of the workload's `eth0`.
+    pub fn mac(&self) -> Result<[u8; 6]> {
+        let text = Cmd::new([
+            "ip",
+            "-n",
+            self.ns.as_str(),
+            "-o",
+            "link",
+            "show",
+            "dev",
+            "eth0",
+        ])
+        .stdout()?;
+        let hex = text
+            .split_whitespace()
+            .skip_while(|f| *f != "link/ether")
+            .nth(1)
+            .context("no MAC on eth0")?;
+        let mut mac = [0u8; 6];
+        let bytes: Vec<&str> = hex.split(':').collect();
+        if bytes.len() != 6 {
+            bail!("unexpected MAC {hex:?}");
+        }
+        for (slot, byte) in mac.iter_mut().zip(bytes) {
+            *slot = u8::from_str_radix(byte, 16)?;
+        }
+        Ok(mac)
+    }
 }
 
 /// How a lab is laid out; see [`Lab::builder`].
@@ -414,7 +443,8 @@ impl Lab {
         Container::run(&self.name, name, argv)
     }
 
-    /// Creates the bare workload namespace `lab-<lab>-<host>-<name>` wired to `host`.
+    /// Creates the bare workload namespace `lab-<lab>-<host>-<name>` wired to `host`, with the host's
+    /// side routed by hand (a route to each address, a proxy neighbour for the IPv6 gateway).
     pub fn workload(
         &self,
         host: &Host,
@@ -422,11 +452,34 @@ impl Lab {
         ip: Option<Ipv4Addr>,
         ip6: Option<Ipv6Addr>,
     ) -> Result<Workload> {
+        self.add_workload(host, name, ip, ip6, true)
+    }
+
+    /// Like [`Lab::workload`], but the host's side is only a veth that is up: no route, no sysctl, no
+    /// neighbour entry. This is what the Docker proxy leaves for Felix to finish.
+    pub fn workload_unrouted(
+        &self,
+        host: &Host,
+        name: &str,
+        ip: Option<Ipv4Addr>,
+        ip6: Option<Ipv6Addr>,
+    ) -> Result<Workload> {
+        self.add_workload(host, name, ip, ip6, false)
+    }
+
+    fn add_workload(
+        &self,
+        host: &Host,
+        name: &str,
+        ip: Option<Ipv4Addr>,
+        ip6: Option<Ipv6Addr>,
+        host_side: bool,
+    ) -> Result<Workload> {
         let ns = format!("{}-{name}", host.ns);
         Cmd::new(["ip", "netns", "add", ns.as_str()]).run()?;
         let place = Place::Netns(ns.clone());
         let host_iface = iface_name(&ns);
-        self.wire(host, &place, &host_iface, ip, ip6)?;
+        self.wire(host, &place, &host_iface, ip, ip6, host_side)?;
         Ok(Workload {
             ns,
             host_iface,
@@ -444,13 +497,13 @@ impl Lab {
         ip6: Option<Ipv6Addr>,
     ) -> Result<String> {
         let host_iface = iface_name(&container.id);
-        self.wire(host, &container.place(), &host_iface, ip, ip6)?;
+        self.wire(host, &container.place(), &host_iface, ip, ip6, true)?;
         Ok(host_iface)
     }
 
     /// A veth from `host` (`host_iface`) into `target` (`eth0`), the addresses as /32 and /128 inside,
-    /// routes to them on the host, and the host's own addresses as the workload's gateways (reached
-    /// through proxy ARP / a proxy neighbour, as Calico does).
+    /// and the host's own addresses as the workload's gateways; with `host_side`, also routes to them on
+    /// the host and a proxy neighbour for the IPv6 gateway (as Felix would make them).
     fn wire(
         &self,
         host: &Host,
@@ -458,6 +511,7 @@ impl Lab {
         host_iface: &str,
         ip: Option<Ipv4Addr>,
         ip6: Option<Ipv6Addr>,
+        host_side: bool,
     ) -> Result<()> {
         // Settle the workload side's IPv6 before its interface exists: on when asked for (Docker turns
         // it off in `--net=none` containers), and no DAD on its link-local address.
@@ -487,13 +541,15 @@ impl Lab {
         .run()?;
         let mut host_lines = vec![format!("link set {host_iface} up")];
         let mut inside = vec!["link set lo up".to_string(), "link set eth0 up".to_string()];
-        if let Some(ip) = ip {
+        if let (Some(ip), true) = (ip, host_side) {
             host_lines.push(format!("route add {ip}/32 dev {host_iface}"));
+        }
+        if let Some(ip) = ip {
             inside.push(format!("addr add {ip}/32 dev eth0"));
             inside.push(format!("route add {} dev eth0 scope link", host.ip));
             inside.push(format!("route add default via {} dev eth0", host.ip));
         }
-        if let Some(ip6) = ip6 {
+        if let (Some(ip6), true) = (ip6, host_side) {
             // The kernel answers for a proxy neighbour only on an interface that forwards; calico-node
             // turns forwarding on for the same reason.
             host.place()
@@ -504,6 +560,8 @@ impl Lab {
                 .run()?;
             host_lines.push(format!("route add {ip6}/128 dev {host_iface}"));
             host_lines.push(format!("neigh add proxy {} dev {host_iface}", host.ip6));
+        }
+        if let Some(ip6) = ip6 {
             inside.push(format!("addr add {ip6}/128 dev eth0 nodad"));
             inside.push(format!("route add {} dev eth0", host.ip6));
             inside.push(format!("route add default via {} dev eth0", host.ip6));

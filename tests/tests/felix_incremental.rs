@@ -5,11 +5,10 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use anyhow::{ensure, Context, Result};
+use anyhow::{ensure, Result};
 use calico_felix::changes::Change;
 use calico_felix::firewall::Firewall;
 use calico_felix::model::{Action, DesiredState, Endpoint, Mac, Port, Profile, Protocol, Rule};
-use calico_lab::cmd::Cmd;
 use calico_lab::reach::{assert_no_ping, assert_no_tcp, assert_ping, assert_tcp};
 use calico_lab::{Lab, Workload};
 
@@ -20,29 +19,9 @@ fn ip(s: &str) -> IpAddr {
 }
 
 fn endpoint(w: &Workload, profile: &str) -> Result<Endpoint> {
-    let text = Cmd::new([
-        "ip",
-        "-n",
-        w.ns.as_str(),
-        "-o",
-        "link",
-        "show",
-        "dev",
-        "eth0",
-    ])
-    .stdout()?;
-    let hex = text
-        .split_whitespace()
-        .skip_while(|f| *f != "link/ether")
-        .nth(1)
-        .context("no MAC on eth0")?;
-    let mut mac = [0u8; 6];
-    for (i, byte) in hex.split(':').enumerate() {
-        mac[i] = u8::from_str_radix(byte, 16)?;
-    }
     Ok(Endpoint {
         iface: w.host_iface.clone(),
-        mac: Mac(mac),
+        mac: Mac(w.mac()?),
         ipv4: w.ip.into_iter().collect(),
         ipv6: w.ip6.into_iter().collect(),
         profiles: vec![profile.to_string()],

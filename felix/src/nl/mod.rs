@@ -4,6 +4,7 @@
 //! send nf_tables batches (set and map elements) without the `nft` tool, whose per-call cache fetch
 //! costs ~100 ms on a host with 10,000 endpoints while the kernel's commit takes a few.
 
+pub mod route;
 pub mod socket;
 
 /// `NLMSG_ERROR`: an acknowledgement (error 0) or an error.
@@ -108,6 +109,48 @@ impl Message {
         self.buf[0..4].copy_from_slice(&len.to_ne_bytes());
         self.buf
     }
+}
+
+/// One message in a buffer received from the kernel: type, flags, sequence number and body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Received<'a> {
+    pub ty: u16,
+    pub flags: u16,
+    pub seq: u32,
+    pub body: &'a [u8],
+}
+
+/// The messages in one received buffer; a truncated or malformed message ends parsing.
+pub fn parse_messages(mut buf: &[u8]) -> Vec<Received<'_>> {
+    let mut out = Vec::new();
+    while buf.len() >= HEADER_LEN {
+        let len = u32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+        if len < HEADER_LEN || len > buf.len() {
+            break;
+        }
+        out.push(Received {
+            ty: u16::from_ne_bytes([buf[4], buf[5]]),
+            flags: u16::from_ne_bytes([buf[6], buf[7]]),
+            seq: u32::from_ne_bytes([buf[8], buf[9], buf[10], buf[11]]),
+            body: &buf[HEADER_LEN..len],
+        });
+        buf = &buf[align4(len).min(buf.len())..];
+    }
+    out
+}
+
+/// The attributes in `buf` (type without the nested/byte-order flags, value); malformed ones end parsing.
+pub fn parse_attrs(mut buf: &[u8]) -> Vec<(u16, &[u8])> {
+    let mut out = Vec::new();
+    while buf.len() >= 4 {
+        let len = u16::from_ne_bytes([buf[0], buf[1]]) as usize;
+        if len < 4 || len > buf.len() {
+            break;
+        }
+        out.push((u16::from_ne_bytes([buf[2], buf[3]]) & 0x3fff, &buf[4..len]));
+        buf = &buf[align4(len).min(buf.len())..];
+    }
+    out
 }
 
 /// One reply the kernel sent.

@@ -1,0 +1,239 @@
+//! rtnetlink messages for Felix's per-endpoint state: interface lookup by name, routes with Felix's own
+//! protocol number, permanent neighbour entries and IPv6 proxy neighbours; and the parsing of route dumps.
+//!
+//! Pure: builders return finished messages; parsers read message bodies.
+
+use std::net::IpAddr;
+
+use super::{parse_attrs, Message, NLM_F_ACK, NLM_F_CREATE, NLM_F_REQUEST};
+
+pub const RTM_GETLINK: u16 = 18;
+pub const RTM_NEWLINK: u16 = 16;
+pub const RTM_NEWROUTE: u16 = 24;
+pub const RTM_DELROUTE: u16 = 25;
+pub const RTM_GETROUTE: u16 = 26;
+pub const RTM_NEWNEIGH: u16 = 28;
+pub const RTM_DELNEIGH: u16 = 29;
+const NLM_F_REPLACE: u16 = 0x100;
+const NLM_F_DUMP: u16 = 0x300;
+const IFLA_IFNAME: u16 = 3;
+const RTA_DST: u16 = 1;
+const RTA_OIF: u16 = 4;
+const RTA_TABLE: u16 = 15;
+const NDA_DST: u16 = 1;
+const NDA_LLADDR: u16 = 2;
+const RT_TABLE_MAIN: u8 = 254;
+const RT_SCOPE_LINK: u8 = 253;
+const RTN_UNICAST: u8 = 1;
+const NUD_PERMANENT: u16 = 0x80;
+const NTF_PROXY: u8 = 0x08;
+const AF_INET: u8 = 2;
+const AF_INET6: u8 = 10;
+
+fn family(ip: IpAddr) -> u8 {
+    match ip {
+        IpAddr::V4(_) => AF_INET,
+        IpAddr::V6(_) => AF_INET6,
+    }
+}
+
+fn octets(ip: IpAddr) -> Vec<u8> {
+    match ip {
+        IpAddr::V4(v4) => v4.octets().to_vec(),
+        IpAddr::V6(v6) => v6.octets().to_vec(),
+    }
+}
+
+/// Looks up one interface by name (the reply is an `RTM_NEWLINK` carrying its index).
+pub fn get_link(name: &str, seq: u32) -> Vec<u8> {
+    let mut m = Message::new(RTM_GETLINK, NLM_F_REQUEST, seq);
+    m.push_raw(&[0u8; 16]); // struct ifinfomsg, all zero: match by name
+    m.attr_str(IFLA_IFNAME, name);
+    m.finish()
+}
+
+/// The interface index in an `RTM_NEWLINK` body.
+pub fn link_index(body: &[u8]) -> Option<u32> {
+    body.get(4..8)
+        .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+fn rtmsg(ip: IpAddr, protocol: u8) -> [u8; 12] {
+    let dst_len = if ip.is_ipv4() { 32 } else { 128 };
+    [
+        family(ip),
+        dst_len,
+        0,
+        0,
+        RT_TABLE_MAIN,
+        protocol,
+        RT_SCOPE_LINK,
+        RTN_UNICAST,
+        0,
+        0,
+        0,
+        0,
+    ]
+}
+
+/// Adds or replaces the host route to `ip` through interface `ifindex`, owned by `protocol`.
+pub fn set_route(ip: IpAddr, ifindex: u32, protocol: u8, seq: u32) -> Vec<u8> {
+    let flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE;
+    let mut m = Message::new(RTM_NEWROUTE, flags, seq);
+    m.push_raw(&rtmsg(ip, protocol));
+    m.attr(RTA_DST, &octets(ip));
+    m.attr(RTA_OIF, &ifindex.to_ne_bytes());
+    m.finish()
+}
+
+/// Deletes the host route to `ip` that `protocol` owns.
+pub fn del_route(ip: IpAddr, protocol: u8, seq: u32) -> Vec<u8> {
+    let mut m = Message::new(RTM_DELROUTE, NLM_F_REQUEST | NLM_F_ACK, seq);
+    m.push_raw(&rtmsg(ip, protocol));
+    m.attr(RTA_DST, &octets(ip));
+    m.finish()
+}
+
+/// Dumps every route of one family (filtered by the caller on protocol).
+pub fn dump_routes(v6: bool, seq: u32) -> Vec<u8> {
+    let mut m = Message::new(RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP, seq);
+    let fam = if v6 { AF_INET6 } else { AF_INET };
+    m.push_raw(&[fam, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    m.finish()
+}
+
+/// A route read from a dump.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub dst: IpAddr,
+    pub prefix_len: u8,
+    pub protocol: u8,
+    pub table: u32,
+    pub oif: Option<u32>,
+}
+
+/// Parses an `RTM_NEWROUTE` body; `None` for routes without a destination (defaults) or malformed ones.
+pub fn parse_route(body: &[u8]) -> Option<Route> {
+    let header = body.get(..12)?;
+    let (fam, prefix_len, table8, protocol) = (header[0], header[1], header[4], header[5]);
+    let mut route = Route {
+        dst: IpAddr::from([0u8; 4]),
+        prefix_len,
+        protocol,
+        table: u32::from(table8),
+        oif: None,
+    };
+    let mut has_dst = false;
+    for (ty, value) in parse_attrs(body.get(12..)?) {
+        match ty {
+            RTA_DST => {
+                route.dst = match (fam, value.len()) {
+                    (AF_INET, 4) => IpAddr::from(<[u8; 4]>::try_from(value).ok()?),
+                    (AF_INET6, 16) => IpAddr::from(<[u8; 16]>::try_from(value).ok()?),
+                    _ => return None,
+                };
+                has_dst = true;
+            }
+            RTA_OIF => {
+                route.oif = value
+                    .get(..4)
+                    .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+            }
+            RTA_TABLE => {
+                if let Some(b) = value.get(..4) {
+                    route.table = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
+                }
+            }
+            _ => {}
+        }
+    }
+    has_dst.then_some(route)
+}
+
+fn ndmsg(ip: IpAddr, ifindex: u32, state: u16, flags: u8) -> [u8; 12] {
+    let i = ifindex.to_ne_bytes();
+    let s = state.to_ne_bytes();
+    [
+        family(ip),
+        0,
+        0,
+        0,
+        i[0],
+        i[1],
+        i[2],
+        i[3],
+        s[0],
+        s[1],
+        flags,
+        0,
+    ]
+}
+
+/// Adds or replaces a permanent neighbour entry: `ip` is at `mac` on `ifindex`.
+pub fn set_neighbour(ip: IpAddr, mac: [u8; 6], ifindex: u32, seq: u32) -> Vec<u8> {
+    let flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE;
+    let mut m = Message::new(RTM_NEWNEIGH, flags, seq);
+    m.push_raw(&ndmsg(ip, ifindex, NUD_PERMANENT, 0));
+    m.attr(NDA_DST, &octets(ip));
+    m.attr(NDA_LLADDR, &mac);
+    m.finish()
+}
+
+/// Answers neighbour solicitations for `ip` on `ifindex` (an IPv6 proxy neighbour, for the gateway).
+pub fn set_proxy_neighbour(ip: IpAddr, ifindex: u32, seq: u32) -> Vec<u8> {
+    let flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE;
+    let mut m = Message::new(RTM_NEWNEIGH, flags, seq);
+    m.push_raw(&ndmsg(ip, ifindex, NUD_PERMANENT, NTF_PROXY));
+    m.attr(NDA_DST, &octets(ip));
+    m.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nl::parse_messages;
+
+    #[test]
+    fn a_route_message_parses_back() {
+        let msg = set_route("10.65.0.2".parse().unwrap(), 7, 80, 9);
+        let parsed = parse_messages(&msg);
+        assert_eq!(parsed.len(), 1);
+        assert_eq!(parsed[0].ty, RTM_NEWROUTE);
+        let route = parse_route(parsed[0].body).unwrap();
+        assert_eq!(
+            route,
+            Route {
+                dst: "10.65.0.2".parse().unwrap(),
+                prefix_len: 32,
+                protocol: 80,
+                table: 254,
+                oif: Some(7)
+            }
+        );
+        let v6 = set_route("fd00:65::2".parse().unwrap(), 3, 80, 1);
+        let r6 = parse_route(parse_messages(&v6)[0].body).unwrap();
+        assert_eq!(
+            (r6.prefix_len, r6.dst),
+            (128, "fd00:65::2".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn malformed_routes_are_skipped_not_trusted() {
+        assert_eq!(parse_route(&[2, 32]), None);
+        let mut body = rtmsg("10.0.0.1".parse().unwrap(), 80).to_vec();
+        body.extend_from_slice(&[7, 0, 1, 0, 10, 0, 0]); // RTA_DST of 3 bytes for AF_INET
+        body.push(0);
+        assert_eq!(parse_route(&body), None);
+    }
+
+    #[test]
+    fn neighbour_entries_are_permanent_and_proxies_flagged() {
+        let n = set_neighbour("10.65.0.2".parse().unwrap(), [2, 0, 0, 0, 0, 1], 5, 1);
+        let body = parse_messages(&n)[0].body;
+        assert_eq!(u16::from_ne_bytes([body[8], body[9]]), NUD_PERMANENT);
+        assert_eq!(body[10], 0);
+        let p = set_proxy_neighbour("fd00:250::11".parse().unwrap(), 5, 1);
+        assert_eq!(parse_messages(&p)[0].body[10], NTF_PROXY);
+    }
+}
