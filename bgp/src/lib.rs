@@ -10,4 +10,5 @@
 //!
 //! The decoder and the FSM are sans-IO; sockets, netlink and timers live at the edges.
 
+pub mod session;
 pub mod wire;
