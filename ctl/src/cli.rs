@@ -48,6 +48,12 @@ pub struct GlobalOpts {
 pub enum Command {
     /// Print the versions of calicoctl and of the components built with it.
     Version(commands::version::VersionArgs),
+    /// Run the Calico master (the cluster's API and datastore).
+    Master(commands::master::MasterArgs),
+    /// Manage the IP pools that workload addresses come from.
+    Pool(commands::pool::PoolArgs),
+    /// Manage security profiles, their tags and their rules.
+    Profile(commands::profile::ProfileArgs),
 }
 
 #[cfg(test)]
@@ -83,6 +89,89 @@ mod tests {
     fn bad_output_format_is_rejected() {
         let err = Cli::try_parse_from(["calicoctl", "-o", "yaml", "version"]).unwrap_err();
         assert!(err.to_string().contains("yaml"), "{err}");
+    }
+
+    #[test]
+    fn profile_name_before_the_subcommand_word() {
+        use commands::profile::ProfileCommand;
+        let cli = parse(&["profile", "add", "web"]);
+        assert!(matches!(
+            cli.command,
+            Command::Profile(commands::profile::ProfileArgs { command: ProfileCommand::Add(ref a) }) if a.name == "web"
+        ));
+        // After the name, every word (global options too) goes to the per-profile parser.
+        for (args, words, output) in [
+            (
+                &["profile", "web", "rule", "show", "-o", "json"][..],
+                &["web", "rule", "show", "-o", "json"][..],
+                Format::Table,
+            ),
+            (
+                &["-o", "json", "profile", "web", "rule", "show"][..],
+                &["web", "rule", "show"][..],
+                Format::Json,
+            ),
+        ] {
+            let cli = parse(args);
+            assert_eq!(cli.global.output, output);
+            match cli.command {
+                Command::Profile(commands::profile::ProfileArgs {
+                    command: ProfileCommand::Named(got),
+                }) => assert_eq!(got, words),
+                other => panic!("{other:?}"),
+            }
+        }
+        let cli = parse(&["profile", "show", "--detailed", "--master", "http://m:1"]);
+        assert_eq!(cli.global.master, ["http://m:1"]);
+        assert!(matches!(
+            cli.command,
+            Command::Profile(commands::profile::ProfileArgs { command: ProfileCommand::Show(ref s) }) if s.detailed
+        ));
+    }
+
+    #[test]
+    fn pool_and_master_grammar() {
+        use commands::pool::PoolCommand;
+        let cli = parse(&["pool", "add", "10.65.0.0/16", "--ipip", "--nat-outgoing"]);
+        match cli.command {
+            Command::Pool(p) => match p.command {
+                PoolCommand::Add(a) => {
+                    assert!(a.ipip && a.nat_outgoing && a.cidr == "10.65.0.0/16")
+                }
+                other => panic!("{other:?}"),
+            },
+            other => panic!("{other:?}"),
+        }
+        assert!(Cli::try_parse_from(["calicoctl", "pool", "show", "--ipv4", "--ipv6"]).is_err());
+        let cli = parse(&[
+            "master",
+            "run",
+            "--listen",
+            "127.0.0.1:1",
+            "--listen",
+            "[::1]:2",
+        ]);
+        match cli.command {
+            Command::Master(m) => {
+                let commands::master::MasterCommand::Run(r) = m.command;
+                assert_eq!(r.listen.len(), 2);
+                assert_eq!(r.datastore.to_str(), Some("/var/lib/calico/master.db"));
+            }
+            other => panic!("{other:?}"),
+        }
+        let cli = parse(&["master", "run"]);
+        match cli.command {
+            Command::Master(m) => {
+                let commands::master::MasterCommand::Run(r) = m.command;
+                assert_eq!(
+                    r.listen,
+                    ["127.0.0.1:9900"
+                        .parse::<std::net::SocketAddr>()
+                        .expect("addr")]
+                );
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -30,7 +30,10 @@ fn main() -> ExitCode {
     match commands::run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("calicoctl: {err:#}");
+            // A `Reported` error was printed where it happened (clap's usage text).
+            if err.downcast_ref::<commands::Reported>().is_none() {
+                eprintln!("calicoctl: {err:#}");
+            }
             ExitCode::from(commands::exit_code(&err))
         }
     }

@@ -10,6 +10,8 @@
 //! and per-node snapshots and deltas on the sync stream.
 
 pub mod acl;
+pub mod api;
+pub mod client;
 pub mod ipam;
 pub mod model;
 pub mod rules;
