@@ -1,0 +1,192 @@
+//! Pass-through: every request from a Docker client goes to the daemon's unix socket and every answer
+//! comes back, streamed, never buffered; upgraded connections (attach, exec start: `Upgrade: tcp`;
+//! BuildKit: `h2c`) become raw byte relays that preserve half-close.
+//!
+//! Each client connection gets its own upstream connection, reused for its keep-alive requests; an
+//! upgrade takes a fresh upstream connection of its own. When the daemon cannot be reached the client
+//! gets a Docker-style JSON error with status 502, and the next request tries again.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
+use hyper::header::{HeaderValue, CONTENT_TYPE, UPGRADE};
+use hyper::upgrade::Upgraded;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::io::AsyncWriteExt;
+use tokio::net::UnixStream;
+use tokio::sync::Mutex;
+
+/// A response body: the daemon's, streamed, or one of ours.
+pub type Body = BoxBody<Bytes, hyper::Error>;
+
+/// Where the Docker daemon listens.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    pub socket: PathBuf,
+}
+
+/// The state of one client connection: its upstream connection, opened on first use.
+#[derive(Debug, Default)]
+pub struct ConnState {
+    sender: Mutex<Option<SendRequest<Incoming>>>,
+}
+
+/// A Docker-style error: `{"message": "..."}` with `status`.
+pub fn docker_error(status: StatusCode, message: &str) -> Response<Body> {
+    let body = serde_json::json!({ "message": message }).to_string();
+    let mut resp = Response::new(
+        Full::new(Bytes::from(body))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+async fn connect(socket: &Path) -> Result<SendRequest<Incoming>, String> {
+    let stream = UnixStream::connect(socket).await.map_err(|e| {
+        format!(
+            "cannot reach the Docker daemon at {}: {e}",
+            socket.display()
+        )
+    })?;
+    let (sender, conn) = hyper::client::conn::http1::Builder::new()
+        .preserve_header_case(true)
+        .handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| {
+            format!(
+                "the Docker daemon at {} did not speak HTTP: {e}",
+                socket.display()
+            )
+        })?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.with_upgrades().await {
+            tracing::debug!("upstream connection ended: {e}");
+        }
+    });
+    Ok(sender)
+}
+
+/// Forwards one request to the daemon and returns its answer (or a 502).
+pub async fn forward(
+    mut req: Request<Incoming>,
+    upstream: Arc<Upstream>,
+    conn: Arc<ConnState>,
+) -> Response<Body> {
+    if req.headers().contains_key(UPGRADE) {
+        return forward_upgrade(req, &upstream).await;
+    }
+    let mut guard = conn.sender.lock().await;
+    if guard.as_ref().is_none_or(|s| s.is_closed()) {
+        match connect(&upstream.socket).await {
+            Ok(sender) => *guard = Some(sender),
+            Err(message) => return docker_error(StatusCode::BAD_GATEWAY, &message),
+        }
+    }
+    let Some(sender) = guard.as_mut() else {
+        return docker_error(StatusCode::BAD_GATEWAY, "no upstream connection");
+    };
+    if sender.ready().await.is_err() {
+        *guard = None;
+        return docker_error(
+            StatusCode::BAD_GATEWAY,
+            "the Docker daemon closed the connection",
+        );
+    }
+    // Forward the path as the client sent it (with or without a /vX.YY prefix).
+    *req.uri_mut() = path_only(req.uri());
+    match sender.send_request(req).await {
+        Ok(resp) => resp.map(|b| b.boxed()),
+        Err(e) => {
+            *guard = None;
+            docker_error(
+                StatusCode::BAD_GATEWAY,
+                &format!("the Docker daemon failed the request: {e}"),
+            )
+        }
+    }
+}
+
+fn path_only(uri: &hyper::Uri) -> hyper::Uri {
+    uri.path_and_query()
+        .and_then(|pq| pq.as_str().parse().ok())
+        .unwrap_or_else(|| hyper::Uri::from_static("/"))
+}
+
+async fn forward_upgrade(mut req: Request<Incoming>, upstream: &Upstream) -> Response<Body> {
+    let mut sender = match connect(&upstream.socket).await {
+        Ok(s) => s,
+        Err(message) => return docker_error(StatusCode::BAD_GATEWAY, &message),
+    };
+    let client_side = hyper::upgrade::on(&mut req);
+    *req.uri_mut() = path_only(req.uri());
+    let mut resp = match sender.send_request(req).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            return docker_error(
+                StatusCode::BAD_GATEWAY,
+                &format!("the Docker daemon failed the request: {e}"),
+            )
+        }
+    };
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        let daemon_side = hyper::upgrade::on(&mut resp);
+        tokio::spawn(async move {
+            match tokio::try_join!(client_side, daemon_side) {
+                Ok((client, daemon)) => relay(client, daemon).await,
+                Err(e) => tracing::debug!("upgrade failed: {e}"),
+            }
+        });
+    }
+    resp.map(|b| b.boxed())
+}
+
+/// Copies both ways until both directions end; when one side finishes sending, the other side's write
+/// half is shut down (a FIN), so `docker exec -it` and piped stdin end exactly as they would direct.
+async fn relay(client: Upgraded, daemon: Upgraded) {
+    let (mut client_rd, mut client_wr) = tokio::io::split(TokioIo::new(client));
+    let (mut daemon_rd, mut daemon_wr) = tokio::io::split(TokioIo::new(daemon));
+    let up = async {
+        let _ = tokio::io::copy(&mut client_rd, &mut daemon_wr).await;
+        let _ = daemon_wr.shutdown().await;
+    };
+    let down = async {
+        let _ = tokio::io::copy(&mut daemon_rd, &mut client_wr).await;
+        let _ = client_wr.shutdown().await;
+    };
+    tokio::join!(up, down);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_keep_their_version_prefix_and_query() {
+        let uri: hyper::Uri = "/v1.41/containers/json?all=1".parse().unwrap();
+        assert_eq!(path_only(&uri), "/v1.41/containers/json?all=1");
+        let abs: hyper::Uri = "http://localhost:2375/_ping".parse().unwrap();
+        assert_eq!(path_only(&abs), "/_ping");
+    }
+
+    #[tokio::test]
+    async fn errors_look_like_dockers() {
+        let resp = docker_error(StatusCode::BAD_GATEWAY, "cannot reach the Docker daemon");
+        assert_eq!(resp.status(), 502);
+        assert_eq!(resp.headers()[CONTENT_TYPE], "application/json");
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(
+            &body[..],
+            br#"{"message":"cannot reach the Docker daemon"}"#
+        );
+    }
+}

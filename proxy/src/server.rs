@@ -1,0 +1,72 @@
+//! The proxy's listener: accepts Docker clients on `--proxy-listen` (loopback by default) and serves
+//! each connection with HTTP/1.1 keep-alive and upgrades, until told to stop.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+
+use crate::passthrough::{forward, ConnState, Upstream};
+
+/// A bound proxy, ready to serve.
+#[derive(Debug)]
+pub struct Proxy {
+    listener: TcpListener,
+    upstream: Arc<Upstream>,
+}
+
+impl Proxy {
+    /// Binds `listen`; requests go to the daemon at `upstream`.
+    pub async fn bind(listen: SocketAddr, upstream: Upstream) -> std::io::Result<Proxy> {
+        Ok(Proxy {
+            listener: TcpListener::bind(listen).await?,
+            upstream: Arc::new(upstream),
+        })
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves clients until `shutdown` completes; each connection runs in its own task.
+    pub async fn serve(self, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            let (stream, peer) = tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => return,
+            };
+            let _ = stream.set_nodelay(true);
+            let upstream = self.upstream.clone();
+            tokio::spawn(async move {
+                let conn = Arc::new(ConnState::default());
+                let service = service_fn(move |req| {
+                    let (upstream, conn) = (upstream.clone(), conn.clone());
+                    async move { Ok::<_, std::convert::Infallible>(forward(req, upstream, conn).await) }
+                });
+                let served = http1::Builder::new()
+                    .preserve_header_case(true)
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(Duration::from_secs(60))
+                    .serve_connection(TokioIo::new(stream), service)
+                    .with_upgrades()
+                    .await;
+                if let Err(e) = served {
+                    tracing::debug!("client {peer}: {e}");
+                }
+            });
+        }
+    }
+}

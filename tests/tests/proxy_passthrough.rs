@@ -1,0 +1,354 @@
+//! The Docker proxy's pass-through against a real dockerd: the docker CLI gives the same output and exit
+//! code through the proxy as direct, for plain calls, streams (logs -f, events, cp and export of 100 MB,
+//! build), stdin piped through upgraded connections (run -i, exec -i, attach) and a pty (run -t); and a
+//! Docker-style 502 when the daemon is unreachable.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{ensure, Context, Result};
+use calico_lab::cmd::{Cmd, Output};
+use calico_lab::docker::IMAGE;
+use calico_lab::Lab;
+use calico_proxy::passthrough::Upstream;
+use calico_proxy::server::Proxy;
+
+const LABEL: &str = "calico-lab=proxy";
+
+/// The proxy, served by its own runtime on a thread, until dropped.
+struct RunningProxy {
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RunningProxy {
+    fn start(socket: &str) -> Result<RunningProxy> {
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let upstream = Upstream {
+            socket: PathBuf::from(socket),
+        };
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("a tokio runtime");
+            rt.block_on(async move {
+                let proxy = Proxy::bind("127.0.0.1:0".parse().expect("an address"), upstream)
+                    .await
+                    .expect("the proxy binds");
+                let _ = addr_tx.send(proxy.local_addr().expect("its address"));
+                proxy
+                    .serve(async {
+                        let _ = stop_rx.await;
+                    })
+                    .await;
+            });
+        });
+        let addr = addr_rx
+            .recv_timeout(Duration::from_secs(10))
+            .context("the proxy did not start")?;
+        Ok(RunningProxy {
+            addr,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for RunningProxy {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn docker(host: &str, args: &[&str]) -> Cmd {
+    let mut argv = vec!["docker", "-H", host];
+    argv.extend_from_slice(args);
+    Cmd::new(argv).timeout(Duration::from_secs(120))
+}
+
+/// Runs `args` direct and through the proxy; both must exit alike and print the same.
+fn same(proxy: &str, args: &[&str], stdin: Option<&str>) -> Result<Output> {
+    let run = |host: &str| {
+        let cmd = docker(host, args);
+        match stdin {
+            Some(s) => cmd.stdin(s).output(),
+            None => cmd.output(),
+        }
+    };
+    let direct = run("unix:///var/run/docker.sock")?;
+    let proxied = run(proxy)?;
+    ensure!(
+        direct.status.code() == proxied.status.code() && direct.stdout == proxied.stdout,
+        "docker {args:?} differs through the proxy:\ndirect  {:?} {:?} {:?}\nproxied {:?} {:?} {:?}",
+        direct.status.code(),
+        direct.stdout,
+        direct.stderr,
+        proxied.status.code(),
+        proxied.stdout,
+        proxied.stderr
+    );
+    Ok(proxied)
+}
+
+#[test]
+fn the_docker_cli_works_through_the_proxy_as_direct() -> Result<()> {
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "needs root: run the README's test command"
+    );
+    Lab::builder("proxy").hosts(1).run(|lab| {
+        lab.docker()?;
+        let proxy = RunningProxy::start("/var/run/docker.sock")?;
+        let p = format!("tcp://{}", proxy.addr);
+        let p = p.as_str();
+
+        same(
+            p,
+            &[
+                "version",
+                "--format",
+                "{{.Server.Version}} {{.Server.APIVersion}}",
+            ],
+            None,
+        )?;
+        same(
+            p,
+            &["images", "--format", "{{.Repository}}:{{.Tag}}", IMAGE],
+            None,
+        )?;
+        let out = same(
+            p,
+            &["run", "--rm", "--label", LABEL, IMAGE, "echo", "hello"],
+            None,
+        )?;
+        ensure!(out.stdout == "hello\n", "{out:?}");
+        let out = same(
+            p,
+            &["run", "--rm", "--label", LABEL, IMAGE, "sh", "-c", "exit 3"],
+            None,
+        )?;
+        ensure!(out.status.code() == Some(3));
+        // stdin through an upgraded connection: EOF must reach the container (half-close).
+        let out = same(
+            p,
+            &["run", "-i", "--rm", "--label", LABEL, IMAGE, "cat"],
+            Some("piped\ndata\n"),
+        )?;
+        ensure!(out.stdout == "piped\ndata\n", "{out:?}");
+
+        // A long-running container, made through the proxy.
+        let id = docker(
+            p,
+            &[
+                "run",
+                "-d",
+                "--label",
+                LABEL,
+                "--name",
+                "lab-proxy-c1",
+                IMAGE,
+                "sleep",
+                "1d",
+            ],
+        )
+        .stdout()?;
+        same(
+            p,
+            &[
+                "ps",
+                "--filter",
+                "label=calico-lab=proxy",
+                "--format",
+                "{{.Names}} {{.Status}}",
+            ],
+            None,
+        )?;
+        same(
+            p,
+            &[
+                "inspect",
+                "--format",
+                "{{.Config.Cmd}} {{.State.Running}}",
+                &id,
+            ],
+            None,
+        )?;
+        let out = same(p, &["exec", &id, "sh", "-c", "echo $((40+2))"], None)?;
+        ensure!(out.stdout == "42\n");
+        let out = same(p, &["exec", "-i", &id, "cat"], Some("to exec\n"))?;
+        ensure!(out.stdout == "to exec\n");
+
+        // 100 MB each way through docker cp, checksums compared inside the container.
+        docker(
+            p,
+            &[
+                "exec",
+                &id,
+                "dd",
+                "if=/dev/urandom",
+                "of=/big",
+                "bs=1048576",
+                "count=100",
+            ],
+        )
+        .run()?;
+        let sum = docker(p, &["exec", &id, "md5sum", "/big"]).stdout()?;
+        let local = std::env::temp_dir().join(format!("calico-proxy-big-{}", std::process::id()));
+        let local_s = local.display().to_string();
+        docker(p, &["cp", &format!("{id}:/big"), &local_s]).run()?;
+        docker(p, &["cp", &local_s, &format!("{id}:/big2")]).run()?;
+        std::fs::remove_file(&local)?;
+        let sum2 = docker(p, &["exec", &id, "md5sum", "/big2"]).stdout()?;
+        ensure!(
+            sum.split_whitespace().next() == sum2.split_whitespace().next(),
+            "{sum} vs {sum2}"
+        );
+        let exported = docker(p, &["export", &id]).output()?;
+        let direct = docker("unix:///var/run/docker.sock", &["export", &id]).output()?;
+        ensure!(
+            exported.success()
+                && exported.stdout.len() == direct.stdout.len()
+                && !direct.stdout.is_empty()
+        );
+
+        // logs -f follows until the container ends.
+        let talker = docker(
+            p,
+            &[
+                "run",
+                "-d",
+                "--label",
+                LABEL,
+                IMAGE,
+                "sh",
+                "-c",
+                "for i in 1 2 3; do echo line$i; sleep 0.3; done",
+            ],
+        )
+        .stdout()?;
+        let logs = docker(p, &["logs", "-f", &talker])
+            .timeout(Duration::from_secs(30))
+            .stdout()?;
+        ensure!(logs == "line1\nline2\nline3", "{logs:?}");
+        same(p, &["logs", &talker], None)?;
+
+        // attach: the container's output streams back over the upgraded connection, which ends with
+        // the container. (With piped stdin, dockerd ends an attach at stdin's EOF, racing the output:
+        // stdin through upgrades is covered by run -i and exec -i above.)
+        let speaker = docker(
+            p,
+            &[
+                "run",
+                "-d",
+                "--label",
+                LABEL,
+                IMAGE,
+                "sh",
+                "-c",
+                "sleep 1; echo from the container; sleep 0.5",
+            ],
+        )
+        .stdout()?;
+        let out = docker(p, &["attach", "--no-stdin", &speaker])
+            .timeout(Duration::from_secs(30))
+            .run()?;
+        ensure!(out.stdout == "from the container\n", "{out:?}");
+
+        // A pty: run -t under script(1).
+        let line =
+            format!("docker -H {p} run -t --rm --label {LABEL} {IMAGE} sh -c 'tty; echo ok'");
+        let out = Cmd::new(["script", "-qec", line.as_str(), "/dev/null"])
+            .timeout(Duration::from_secs(60))
+            .stdout()?;
+        ensure!(out.contains("/dev/pts/") && out.contains("ok"), "{out:?}");
+
+        // events over a past window (a stream the daemon ends at --until).
+        same(
+            p,
+            &[
+                "events",
+                "--since",
+                "5m",
+                "--until",
+                "0s",
+                "--filter",
+                "label=calico-lab=proxy",
+                "--filter",
+                "event=start",
+                "--format",
+                "{{.Actor.ID}}",
+            ],
+            None,
+        )?;
+
+        // build (the classic builder: no buildx here), then run what was built.
+        let dockerfile = format!(
+            "FROM {IMAGE}\nLABEL calico-lab=proxy\nCMD [\"echo\", \"built through the proxy\"]\n"
+        );
+        let built = Cmd::new([
+            "env",
+            "DOCKER_BUILDKIT=0",
+            "docker",
+            "-H",
+            p,
+            "build",
+            "-q",
+            "-t",
+            "calico-lab/proxytest:latest",
+            "-",
+        ])
+        .stdin(dockerfile)
+        .timeout(Duration::from_secs(120))
+        .run();
+        let ran = docker(
+            p,
+            &[
+                "run",
+                "--rm",
+                "--label",
+                LABEL,
+                "calico-lab/proxytest:latest",
+            ],
+        )
+        .stdout();
+        let _ = docker(p, &["rmi", "-f", "calico-lab/proxytest:latest"]).output();
+        built?;
+        ensure!(ran? == "built through the proxy");
+        Ok(())
+    })
+}
+
+#[test]
+fn an_unreachable_daemon_gets_a_docker_style_502() -> Result<()> {
+    let proxy = RunningProxy::start("/nonexistent/docker.sock")?;
+    let mut conn = TcpStream::connect(proxy.addr)?;
+    conn.write_all(b"GET /v1.41/_ping HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n")?;
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer)?;
+    ensure!(answer.starts_with("HTTP/1.1 502"), "{answer}");
+    ensure!(
+        answer.contains("application/json")
+            && answer.contains(
+                r#"{"message":"cannot reach the Docker daemon at /nonexistent/docker.sock"#
+            ),
+        "{answer}"
+    );
+    // The proxy keeps serving: a second request on a new connection gets the same clear answer.
+    let mut again = TcpStream::connect(proxy.addr)?;
+    again.write_all(b"GET /_ping HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n")?;
+    let mut second = String::new();
+    again.read_to_string(&mut second)?;
+    ensure!(second.starts_with("HTTP/1.1 502"), "{second}");
+    Ok(())
+}
