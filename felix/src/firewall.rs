@@ -6,6 +6,7 @@
 //! script for what is no longer used. Established connections survive both: conntrack is untouched and
 //! no packet ever sees a half-built table.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -13,9 +14,12 @@ use std::time::{Duration, Instant};
 
 use crate::changes::{fold, plan_changes, Change};
 use crate::error::{Error, NftError};
-use crate::model::DesiredState;
+use crate::model::{Config, DesiredState};
 use crate::nft::elements::encode_batch;
-use crate::nft::table::render_table;
+use crate::nft::elements::{
+    dump_elements, dump_rules, element_count, rule_chain, ELEMENTS_REPLY, RULE_REPLY,
+};
+use crate::nft::table::{render_table, rule_counts};
 use crate::nl::socket::Socket;
 use crate::plan::{plan, Plan};
 
@@ -98,6 +102,14 @@ impl Firewall {
         self.finish(result, start)
     }
 
+    /// Sets the host-wide settings; a change takes effect with the next apply, which replaces the table.
+    pub fn set_config(&mut self, config: Config) {
+        if self.state.config != config {
+            self.state.config = config;
+            self.in_sync = false;
+        }
+    }
+
     /// The desired state (what the kernel holds, once an apply succeeded).
     pub fn state(&self) -> &DesiredState {
         &self.state
@@ -106,6 +118,68 @@ impl Firewall {
     /// Forgets what the kernel holds, so the next apply replaces the whole table (a resync).
     pub fn invalidate(&mut self) {
         self.in_sync = false;
+    }
+
+    /// Compares the kernel's table with the desired state: every chain's rule count, and the element
+    /// counts of the per-endpoint sets and maps. Returns what differs, if anything.
+    pub fn drift(&mut self) -> Result<Option<String>, Error> {
+        let expected = rule_counts(&render_table(&self.state));
+        let seq = self.socket.next_seq();
+        let mut found: BTreeMap<String, usize> = expected.keys().map(|c| (c.clone(), 0)).collect();
+        match self.socket.dump(&dump_rules(seq), RULE_REPLY) {
+            Ok(rules) => {
+                for body in rules {
+                    if let Some(chain) = rule_chain(&body) {
+                        *found.entry(chain).or_insert(0) += 1;
+                    }
+                }
+            }
+            Err(Error::Refused { errno: 2, .. }) => return Ok(Some("the table is missing".into())),
+            Err(e) => return Err(e),
+        }
+        if let Some((chain, n)) = expected.iter().find(|(c, n)| found.get(*c) != Some(n)) {
+            return Ok(Some(format!(
+                "chain {chain} has {} rule(s), not {n}",
+                found.get(chain).copied().unwrap_or(0)
+            )));
+        }
+        let eps = &self.state.endpoints;
+        let want = [
+            ("ep-in", eps.len()),
+            ("ep-out", eps.len()),
+            ("ep-src-v4", eps.values().map(|e| e.ipv4.len()).sum()),
+            ("ep-src-v6", eps.values().map(|e| e.ipv6.len()).sum()),
+        ];
+        for (set, n) in want {
+            let seq = self.socket.next_seq();
+            let have: usize = match self.socket.dump(&dump_elements(set, seq), ELEMENTS_REPLY) {
+                Ok(msgs) => msgs.iter().map(|b| element_count(b)).sum(),
+                Err(Error::Refused { errno: 2, .. }) => {
+                    return Ok(Some(format!("set {set} is missing")))
+                }
+                Err(e) => return Err(e),
+            };
+            if have != n {
+                return Ok(Some(format!("{set} holds {have} element(s), not {n}")));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Repairs drift by replacing the whole table; returns what had drifted.
+    pub fn repair(&mut self) -> Result<Option<String>, Error> {
+        let drift = if self.in_sync {
+            self.drift()?
+        } else {
+            Some("not yet in sync".into())
+        };
+        if drift.is_some() {
+            self.in_sync = false;
+            let start = Instant::now();
+            let result = self.replace_all();
+            self.finish(result, start)?;
+        }
+        Ok(drift)
     }
 
     fn finish(&mut self, result: Result<Applied, Error>, start: Instant) -> Result<Applied, Error> {

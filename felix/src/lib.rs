@@ -10,9 +10,11 @@
 //!
 //! The planner (desired vs observed → operations) and the rule renderer are pure; I/O lives at the edges.
 
+pub mod agent;
 pub mod changes;
 pub mod error;
 pub mod firewall;
+pub mod flows;
 pub mod model;
 pub mod nft;
 pub mod nl;

@@ -146,6 +146,62 @@ pub fn encode_batch(ops: &[ElementOp], mut next_seq: impl FnMut() -> u32) -> (Ve
     (bytes, acked)
 }
 
+const NFT_MSG_NEWRULE: u16 = 6;
+const NFT_MSG_GETRULE: u16 = 7;
+const NFT_MSG_GETSETELEM: u16 = 13;
+const NFTA_RULE_TABLE: u16 = 1;
+const NFTA_RULE_CHAIN: u16 = 2;
+const NLM_F_DUMP: u16 = 0x300;
+
+/// The message type of a rule in a rule dump.
+pub const RULE_REPLY: u16 = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWRULE;
+/// The message type of an element list in an element dump.
+pub const ELEMENTS_REPLY: u16 = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWSETELEM;
+
+/// Dumps every rule of Felix's table.
+pub fn dump_rules(seq: u32) -> Vec<u8> {
+    let mut m = Message::new(
+        (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETRULE,
+        NLM_F_REQUEST | NLM_F_DUMP,
+        seq,
+    );
+    m.push_raw(&nfgenmsg(NFPROTO_INET, 0));
+    m.attr_str(NFTA_RULE_TABLE, TABLE);
+    m.finish()
+}
+
+/// The chain a dumped rule belongs to.
+pub fn rule_chain(body: &[u8]) -> Option<String> {
+    let (_, name) = crate::nl::parse_attrs(body.get(4..)?)
+        .into_iter()
+        .find(|(ty, _)| *ty == NFTA_RULE_CHAIN)?;
+    let name = name.split(|b| *b == 0).next()?;
+    String::from_utf8(name.to_vec()).ok()
+}
+
+/// Dumps the elements of one of Felix's sets or maps.
+pub fn dump_elements(set: &str, seq: u32) -> Vec<u8> {
+    let mut m = Message::new(
+        (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETSETELEM,
+        NLM_F_REQUEST | NLM_F_DUMP,
+        seq,
+    );
+    m.push_raw(&nfgenmsg(NFPROTO_INET, 0));
+    m.attr_str(NFTA_SET_ELEM_LIST_TABLE, TABLE);
+    m.attr_str(NFTA_SET_ELEM_LIST_SET, set);
+    m.finish()
+}
+
+/// How many elements one element-dump message carries.
+pub fn element_count(body: &[u8]) -> usize {
+    let Some(attrs) = body.get(4..) else { return 0 };
+    crate::nl::parse_attrs(attrs)
+        .into_iter()
+        .filter(|(ty, _)| *ty == NFTA_SET_ELEM_LIST_ELEMENTS)
+        .map(|(_, list)| crate::nl::parse_attrs(list).len())
+        .sum()
+}
+
 /// `struct nfgenmsg`: family, version 0, resource id (big-endian).
 fn nfgenmsg(family: u8, res_id: u16) -> [u8; 4] {
     let r = res_id.to_be_bytes();

@@ -5,7 +5,7 @@
 //! distinct profile list, tag sets, and the per-endpoint set and map elements. Packets never see a half
 //! state: `nft -f` applies the script as one transaction.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use super::names::{profile_chain, profile_list_chain, tag_set};
@@ -211,6 +211,28 @@ fn render_elements(s: &mut String, state: &DesiredState) {
     }
 }
 
+/// The number of rules in each chain of a rendered table script (what a rule dump must find).
+pub fn rule_counts(script: &str) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    let mut chain: Option<String> = None;
+    for line in script.lines() {
+        if let Some(name) = line
+            .strip_prefix("\tchain ")
+            .and_then(|l| l.strip_suffix(" {"))
+        {
+            chain = Some(name.to_string());
+            counts.insert(name.to_string(), 0);
+        } else if line == "\t}" {
+            chain = None;
+        } else if let (Some(c), Some(rule)) = (&chain, line.strip_prefix("\t\t")) {
+            if !rule.starts_with("type ") {
+                *counts.entry(c.clone()).or_insert(0) += 1;
+            }
+        }
+    }
+    counts
+}
+
 fn add_elements(s: &mut String, set: &str, elements: &[String]) {
     if !elements.is_empty() {
         let _ = writeln!(
@@ -239,4 +261,20 @@ pub fn used_tags(state: &DesiredState) -> BTreeSet<String> {
         .flat_map(|r| r.src_tag.iter().chain(&r.dst_tag))
         .cloned()
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rule_counts_read_chains_not_sets() {
+        let counts = rule_counts(&render_table(&DesiredState::default()));
+        // forward: 6 rules; input: 7; from-endpoint: 3; to-endpoint: 2; no profile chains.
+        assert_eq!(counts.get("forward"), Some(&6));
+        assert_eq!(counts.get("input"), Some(&7));
+        assert_eq!(counts.get("from-endpoint"), Some(&3));
+        assert_eq!(counts.get("to-endpoint"), Some(&2));
+        assert_eq!(counts.len(), 4);
+    }
 }

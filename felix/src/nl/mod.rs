@@ -4,6 +4,7 @@
 //! send nf_tables batches (set and map elements) without the `nft` tool, whose per-call cache fetch
 //! costs ~100 ms on a host with 10,000 endpoints while the kernel's commit takes a few.
 
+pub mod conntrack;
 pub mod route;
 pub mod socket;
 
