@@ -20,8 +20,8 @@ use crate::nft::elements::{
     dump_elements, dump_rules, element_count, rule_chain, ELEMENTS_REPLY, RULE_REPLY,
 };
 use crate::nft::table::{render_table, rule_counts};
-use crate::nl::socket::Socket;
 use crate::plan::{plan, Plan};
+use calico_netlink::socket::Socket;
 
 /// What one apply did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -134,8 +134,10 @@ impl Firewall {
                     }
                 }
             }
-            Err(Error::Refused { errno: 2, .. }) => return Ok(Some("the table is missing".into())),
-            Err(e) => return Err(e),
+            Err(calico_netlink::Error::Refused { errno: 2, .. }) => {
+                return Ok(Some("the table is missing".into()))
+            }
+            Err(e) => return Err(e.into()),
         }
         if let Some((chain, n)) = expected.iter().find(|(c, n)| found.get(*c) != Some(n)) {
             return Ok(Some(format!(
@@ -154,10 +156,10 @@ impl Firewall {
             let seq = self.socket.next_seq();
             let have: usize = match self.socket.dump(&dump_elements(set, seq), ELEMENTS_REPLY) {
                 Ok(msgs) => msgs.iter().map(|b| element_count(b)).sum(),
-                Err(Error::Refused { errno: 2, .. }) => {
+                Err(calico_netlink::Error::Refused { errno: 2, .. }) => {
                     return Ok(Some(format!("set {set} is missing")))
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.into()),
             };
             if have != n {
                 return Ok(Some(format!("{set} holds {have} element(s), not {n}")));

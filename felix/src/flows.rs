@@ -4,9 +4,9 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::path::Path;
 
+use crate::conntrack::{delete_if_involves, dump, CT_NEW};
 use crate::error::Error;
-use crate::nl::conntrack::{delete_if_involves, dump, CT_NEW};
-use crate::nl::socket::Socket;
+use calico_netlink::socket::Socket;
 
 /// The conntrack table of one network namespace.
 #[derive(Debug)]

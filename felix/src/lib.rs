@@ -12,12 +12,12 @@
 
 pub mod agent;
 pub mod changes;
+pub mod conntrack;
 pub mod error;
 pub mod firewall;
 pub mod flows;
 pub mod model;
 pub mod nft;
-pub mod nl;
 pub mod plan;
 pub mod routes;
 

@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 
 use crate::error::Error;
 use crate::model::{DesiredState, Endpoint};
-use crate::nl::route::{self, RTM_NEWROUTE};
-use crate::nl::socket::Socket;
+use calico_netlink::route::{self, RTM_NEWROUTE};
+use calico_netlink::socket::Socket;
 
 /// The routing protocol number on Felix's endpoint routes (the BGP speaker uses another).
 pub const FELIX_PROTOCOL: u8 = 80;

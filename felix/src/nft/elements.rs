@@ -8,7 +8,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::TABLE;
 use crate::model::Mac;
-use crate::nl::{Message, NLM_F_ACK, NLM_F_CREATE, NLM_F_REQUEST};
+use calico_netlink::{Message, NLM_F_ACK, NLM_F_CREATE, NLM_F_REQUEST};
 
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
 const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
@@ -172,7 +172,7 @@ pub fn dump_rules(seq: u32) -> Vec<u8> {
 
 /// The chain a dumped rule belongs to.
 pub fn rule_chain(body: &[u8]) -> Option<String> {
-    let (_, name) = crate::nl::parse_attrs(body.get(4..)?)
+    let (_, name) = calico_netlink::parse_attrs(body.get(4..)?)
         .into_iter()
         .find(|(ty, _)| *ty == NFTA_RULE_CHAIN)?;
     let name = name.split(|b| *b == 0).next()?;
@@ -195,10 +195,10 @@ pub fn dump_elements(set: &str, seq: u32) -> Vec<u8> {
 /// How many elements one element-dump message carries.
 pub fn element_count(body: &[u8]) -> usize {
     let Some(attrs) = body.get(4..) else { return 0 };
-    crate::nl::parse_attrs(attrs)
+    calico_netlink::parse_attrs(attrs)
         .into_iter()
         .filter(|(ty, _)| *ty == NFTA_SET_ELEM_LIST_ELEMENTS)
-        .map(|(_, list)| crate::nl::parse_attrs(list).len())
+        .map(|(_, list)| calico_netlink::parse_attrs(list).len())
         .sum()
 }
 

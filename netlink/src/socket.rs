@@ -9,8 +9,8 @@ use std::time::Duration;
 use rustix::net::netlink::SocketAddrNetlink;
 use rustix::net::{self, AddressFamily, Protocol, RecvFlags, SendFlags, SocketType};
 
-use super::{parse_messages, parse_replies, Reply, NLMSG_DONE, NLMSG_ERROR};
 use crate::error::Error;
+use crate::{parse_messages, parse_replies, Reply, NLMSG_DONE, NLMSG_ERROR};
 
 /// How long to wait for the kernel's replies to one batch.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(5);

@@ -1,12 +1,16 @@
-//! A small netlink codec: messages and (nested) attributes out, acknowledgements in.
+//! A small netlink layer shared by Felix and the BGP speaker; it knows nothing of Calico.
 //!
-//! Pure: builds byte buffers and parses reply buffers; the socket lives in [`socket`]. Felix uses it to
-//! send nf_tables batches (set and map elements) without the `nft` tool, whose per-call cache fetch
-//! costs ~100 ms on a host with 10,000 endpoints while the kernel's commit takes a few.
+//! Role: build netlink messages with (nested) attributes and parse what the kernel sends back
+//! (acknowledgements, errors, dumps) — pure, in this module and [`route`]; and a socket ([`socket`]) that
+//! sends a whole batch in one `sendmsg` and collects one result per request, so many requests are in
+//! flight at once and one failing request does not hide the others. Felix sends nf_tables and rtnetlink
+//! batches with it; the BGP speaker programs its routes into the kernel's table with it.
 
-pub mod conntrack;
+pub mod error;
 pub mod route;
 pub mod socket;
+
+pub use error::Error;
 
 /// `NLMSG_ERROR`: an acknowledgement (error 0) or an error.
 pub const NLMSG_ERROR: u16 = 2;

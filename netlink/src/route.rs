@@ -1,11 +1,11 @@
-//! rtnetlink messages for Felix's per-endpoint state: interface lookup by name, routes with Felix's own
+//! rtnetlink messages: interface lookup by name, host routes through an interface with an owner's
 //! protocol number, permanent neighbour entries and IPv6 proxy neighbours; and the parsing of route dumps.
 //!
 //! Pure: builders return finished messages; parsers read message bodies.
 
 use std::net::IpAddr;
 
-use super::{parse_attrs, Message, NLM_F_ACK, NLM_F_CREATE, NLM_F_REQUEST};
+use crate::{parse_attrs, Message, NLM_F_ACK, NLM_F_CREATE, NLM_F_REQUEST};
 
 pub const RTM_GETLINK: u16 = 18;
 pub const RTM_NEWLINK: u16 = 16;
@@ -191,7 +191,7 @@ pub fn set_proxy_neighbour(ip: IpAddr, ifindex: u32, seq: u32) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nl::parse_messages;
+    use crate::parse_messages;
 
     #[test]
     fn a_route_message_parses_back() {

@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
-use super::{parse_attrs, Message, NLM_F_ACK, NLM_F_REQUEST};
+use calico_netlink::{parse_attrs, Message, NLM_F_ACK, NLM_F_REQUEST};
 
 const NFNL_SUBSYS_CTNETLINK: u16 = 1;
 const IPCTNL_MSG_CT_GET: u16 = 1;
@@ -101,7 +101,7 @@ pub fn delete_if_involves(body: &[u8], ips: &BTreeSet<IpAddr>, seq: u32) -> Opti
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nl::parse_messages;
+    use calico_netlink::parse_messages;
 
     /// A dump entry: nfgenmsg, then an original and a reply tuple with IPv4 addresses.
     fn entry(src: [u8; 4], dst: [u8; 4]) -> Vec<u8> {
