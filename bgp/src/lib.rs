@@ -10,5 +10,6 @@
 //!
 //! The decoder and the FSM are sans-IO; sockets, netlink and timers live at the edges.
 
+pub mod fib;
 pub mod session;
 pub mod wire;

@@ -94,6 +94,130 @@ pub fn del_route(ip: IpAddr, protocol: u8, seq: u32) -> Vec<u8> {
     m.finish()
 }
 
+const RTA_GATEWAY: u16 = 5;
+const RTA_MULTIPATH: u16 = 9;
+const RT_SCOPE_UNIVERSE: u8 = 0;
+
+/// A route to a prefix through one or more gateways (several: an ECMP route) in `table`, owned by
+/// `protocol`. Gateways must be of the prefix's family.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayRoute {
+    pub dst: IpAddr,
+    pub prefix_len: u8,
+    pub gateways: Vec<IpAddr>,
+    pub table: u32,
+    pub protocol: u8,
+}
+
+fn rtmsg_prefix(dst: IpAddr, prefix_len: u8, table: u32, protocol: u8, scope: u8) -> [u8; 12] {
+    let table8 = if table < 256 { table as u8 } else { 252 }; // RT_TABLE_COMPAT: the attribute says
+    [
+        family(dst),
+        prefix_len,
+        0,
+        0,
+        table8,
+        protocol,
+        scope,
+        RTN_UNICAST,
+        0,
+        0,
+        0,
+        0,
+    ]
+}
+
+/// Adds or replaces a route through gateways (a multipath route when there are several).
+pub fn set_gateway_route(route: &GatewayRoute, seq: u32) -> Vec<u8> {
+    let flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE;
+    let mut m = Message::new(RTM_NEWROUTE, flags, seq);
+    m.push_raw(&rtmsg_prefix(
+        route.dst,
+        route.prefix_len,
+        route.table,
+        route.protocol,
+        RT_SCOPE_UNIVERSE,
+    ));
+    m.attr(RTA_TABLE, &route.table.to_ne_bytes());
+    m.attr(RTA_DST, &octets(route.dst));
+    match route.gateways.as_slice() {
+        [one] => {
+            m.attr(RTA_GATEWAY, &octets(*one));
+        }
+        many => {
+            // struct rtnexthop { len: u16, flags: u8, hops: u8, ifindex: i32 } then its attributes.
+            let mut hops = Vec::new();
+            for gw in many {
+                let gw_bytes = octets(*gw);
+                let attr_len = 4 + gw_bytes.len();
+                let len = 8 + attr_len;
+                hops.extend_from_slice(&(len as u16).to_ne_bytes());
+                hops.extend_from_slice(&[0, 0]);
+                hops.extend_from_slice(&0i32.to_ne_bytes());
+                hops.extend_from_slice(&(attr_len as u16).to_ne_bytes());
+                hops.extend_from_slice(&RTA_GATEWAY.to_ne_bytes());
+                hops.extend_from_slice(&gw_bytes);
+            }
+            m.attr(RTA_MULTIPATH, &hops);
+        }
+    }
+    m.finish()
+}
+
+/// Deletes the route to a prefix in `table` that `protocol` owns.
+pub fn del_prefix_route(
+    dst: IpAddr,
+    prefix_len: u8,
+    table: u32,
+    protocol: u8,
+    seq: u32,
+) -> Vec<u8> {
+    let mut m = Message::new(RTM_DELROUTE, NLM_F_REQUEST | NLM_F_ACK, seq);
+    m.push_raw(&rtmsg_prefix(
+        dst,
+        prefix_len,
+        table,
+        protocol,
+        RT_SCOPE_UNIVERSE,
+    ));
+    m.attr(RTA_TABLE, &table.to_ne_bytes());
+    m.attr(RTA_DST, &octets(dst));
+    m.finish()
+}
+
+/// The gateways of a dumped route: its `RTA_GATEWAY`, or those of its `RTA_MULTIPATH`, sorted.
+pub fn route_gateways(body: &[u8]) -> Vec<IpAddr> {
+    let to_ip = |v: &[u8]| match v.len() {
+        4 => <[u8; 4]>::try_from(v).ok().map(IpAddr::from),
+        16 => <[u8; 16]>::try_from(v).ok().map(IpAddr::from),
+        _ => None,
+    };
+    let mut out = Vec::new();
+    for (ty, value) in parse_attrs(body.get(12..).unwrap_or_default()) {
+        match ty {
+            RTA_GATEWAY => out.extend(to_ip(value)),
+            RTA_MULTIPATH => {
+                let mut rest = value;
+                while rest.len() >= 8 {
+                    let len = usize::from(u16::from_ne_bytes([rest[0], rest[1]]));
+                    if len < 8 || len > rest.len() {
+                        break;
+                    }
+                    for (aty, av) in parse_attrs(&rest[8..len]) {
+                        if aty == RTA_GATEWAY {
+                            out.extend(to_ip(av));
+                        }
+                    }
+                    rest = &rest[((len + 3) & !3).min(rest.len())..];
+                }
+            }
+            _ => {}
+        }
+    }
+    out.sort();
+    out
+}
+
 /// Dumps every route of one family (filtered by the caller on protocol).
 pub fn dump_routes(v6: bool, seq: u32) -> Vec<u8> {
     let mut m = Message::new(RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP, seq);
@@ -216,6 +340,41 @@ mod tests {
             (r6.prefix_len, r6.dst),
             (128, "fd00:65::2".parse().unwrap())
         );
+    }
+
+    #[test]
+    fn gateway_and_multipath_routes_parse_back() {
+        let ecmp = GatewayRoute {
+            dst: "10.65.3.0".parse().unwrap(),
+            prefix_len: 26,
+            gateways: vec![
+                "10.250.0.13".parse().unwrap(),
+                "10.250.0.12".parse().unwrap(),
+            ],
+            table: 1000,
+            protocol: 186,
+        };
+        let msg = set_gateway_route(&ecmp, 1);
+        let body = parse_messages(&msg)[0].body;
+        let r = parse_route(body).unwrap();
+        assert_eq!((r.prefix_len, r.protocol, r.table), (26, 186, 1000));
+        assert_eq!(
+            route_gateways(body),
+            vec![
+                "10.250.0.12".parse::<IpAddr>().unwrap(),
+                "10.250.0.13".parse().unwrap()
+            ]
+        );
+        let one = GatewayRoute {
+            gateways: vec!["fd00:250::12".parse().unwrap()],
+            dst: "fd00:65::".parse().unwrap(),
+            prefix_len: 122,
+            table: 254,
+            protocol: 186,
+        };
+        let body1 = set_gateway_route(&one, 2);
+        assert_eq!(route_gateways(parse_messages(&body1)[0].body), one.gateways);
+        assert!(route_gateways(&[0u8; 3]).is_empty());
     }
 
     #[test]
