@@ -11,5 +11,6 @@
 //! The decoder and the FSM are sans-IO; sockets, netlink and timers live at the edges.
 
 pub mod fib;
+pub mod rib;
 pub mod session;
 pub mod wire;

@@ -1,0 +1,661 @@
+//! The [`Rib`]: Adj-RIBs-In, the Loc-RIB and Adj-RIBs-Out, and every input that changes them.
+//!
+//! Role: apply inputs (peers, sessions, UPDATEs, End-of-RIB, timers, local routes) to the tables, then run the
+//! decision process on every prefix touched and compute the FIB changes and what each peer must be sent.
+//! Inputs: the methods below. Outputs: [`Changes`] from every method.
+//!
+//! Each input records the prefixes it touches (with their FIB state before); `finish` then decides each of
+//! them once and diffs each up peer's Adj-RIB-Out, so an UPDATE with 1,000 prefixes costs 1,000 decisions,
+//! not more.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+
+use super::as4;
+use super::decision::{select, Candidate, PathKind};
+use super::export::{export_prefix, ExportCache, OutBuilder};
+use super::hash::{FastMap, FastSet};
+use super::intern::AttrTable;
+use super::peer::{PeerConfig, PeerSession, RibConfig};
+use super::policy::{apply, first_match};
+use super::{Changes, FibChange, RibError, RibEvent, RouteAttrs, Source};
+use crate::wire::{AfiSafi, AsPath, NextHop, Nlri, Origin, PathAttributes, Prefix, Update};
+
+/// A route from a peer as held in its Adj-RIB-In.
+#[derive(Debug, Clone)]
+pub(super) struct InEntry {
+    pub attrs: Arc<RouteAttrs>,
+    pub stale: bool,
+}
+
+/// Everything about one peer.
+#[derive(Debug)]
+pub(super) struct PeerState {
+    pub cfg: PeerConfig,
+    pub session: Option<PeerSession>,
+    /// The BGP id from the last session (stale routes keep deciding with it).
+    pub bgp_id: Ipv4Addr,
+    pub adj_in: FastMap<(Prefix, u32), InEntry>,
+    /// Routes the peer sent that import policy or loop detection rejected.
+    pub filtered: FastSet<(Prefix, u32)>,
+    /// What we advertised: per prefix, (path id, attributes).
+    pub adj_out: FastMap<Prefix, Vec<(u32, Arc<RouteAttrs>)>>,
+    pub stale: usize,
+    pub over_limit: bool,
+}
+
+impl PeerState {
+    pub fn ibgp(&self, local_as: u32) -> bool {
+        self.cfg.asn == local_as
+    }
+
+    /// Our next hop towards this peer for a family.
+    pub fn self_next_hop(&self, family: AfiSafi) -> Option<NextHop> {
+        if family == AfiSafi::IPV4_UNICAST {
+            self.cfg.local_v4.map(NextHop::V4)
+        } else {
+            self.cfg.local_v6.map(|global| NextHop::V6 {
+                global,
+                link_local: None,
+            })
+        }
+    }
+}
+
+/// One path in the Loc-RIB.
+#[derive(Debug, Clone)]
+pub(super) struct Path {
+    pub source: Source,
+    pub path_id: u32,
+    /// The path id we advertise it with over ADD-PATH.
+    pub local_id: u32,
+    pub attrs: Arc<RouteAttrs>,
+}
+
+/// The paths of one prefix: the first `selected` are the multipath set, best first.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Dest {
+    pub paths: Vec<Path>,
+    pub selected: u32,
+    /// Touched by the input in progress (listed in the batch).
+    pub dirty: bool,
+}
+
+impl Dest {
+    /// The next hops to program: none when the best path is local or there is none.
+    pub fn fib_next_hops(&self) -> Vec<NextHop> {
+        let n = self.selected as usize;
+        if n == 0 || self.paths[0].source == Source::Local {
+            return Vec::new();
+        }
+        let mut v: Vec<NextHop> = Vec::with_capacity(n);
+        for p in &self.paths[..n] {
+            if let Some(nh) = p.attrs.next_hop {
+                if !v.contains(&nh) {
+                    v.push(nh);
+                }
+            }
+        }
+        v
+    }
+}
+
+/// The prefixes touched by the input in progress.
+#[derive(Debug, Default)]
+struct Batch {
+    /// The prefixes touched, with their FIB next hops before.
+    order: Vec<(Prefix, Vec<NextHop>)>,
+    events: Vec<RibEvent>,
+}
+
+/// The RIBs of one speaker. See the module docs.
+#[derive(Debug)]
+pub struct Rib {
+    pub(super) cfg: RibConfig,
+    pub(super) peers: FastMap<IpAddr, PeerState>,
+    pub(super) loc: FastMap<Prefix, Dest>,
+    pub(super) table: AttrTable,
+    next_local_id: u32,
+    batch: Batch,
+}
+
+impl Rib {
+    /// An empty RIB.
+    pub fn new(cfg: RibConfig) -> Self {
+        Rib {
+            cfg,
+            peers: FastMap::default(),
+            loc: FastMap::default(),
+            table: AttrTable::default(),
+            next_local_id: 1,
+            batch: Batch::default(),
+        }
+    }
+
+    /// Our configuration.
+    pub fn config(&self) -> &RibConfig {
+        &self.cfg
+    }
+
+    /// Add a peer (its session starts down).
+    pub fn add_peer(&mut self, cfg: PeerConfig) -> Result<(), RibError> {
+        if self.peers.contains_key(&cfg.address) {
+            return Err(RibError::DuplicatePeer(cfg.address));
+        }
+        self.peers.insert(
+            cfg.address,
+            PeerState {
+                cfg,
+                session: None,
+                bgp_id: Ipv4Addr::UNSPECIFIED,
+                adj_in: FastMap::default(),
+                filtered: FastSet::default(),
+                adj_out: FastMap::default(),
+                stale: 0,
+                over_limit: false,
+            },
+        );
+        Ok(())
+    }
+
+    /// Replace a peer's configuration. Export changes (policy, next-hop-self, route-reflector client, local
+    /// addresses) take effect at once for every peer; import policy applies to routes received from now on
+    /// (ask the peer for a route refresh to re-apply it to the others). A new AS is refused: that is
+    /// [`Rib::remove_peer`] then [`Rib::add_peer`].
+    pub fn reconfigure_peer(&mut self, cfg: PeerConfig) -> Result<Changes, RibError> {
+        let p = self
+            .peers
+            .get_mut(&cfg.address)
+            .ok_or(RibError::UnknownPeer(cfg.address))?;
+        if p.cfg.asn != cfg.asn {
+            return Err(RibError::AsChanged(cfg.address));
+        }
+        p.cfg = cfg;
+        Ok(self.finish_with_full_export(None))
+    }
+
+    /// Remove a peer and every route it sent.
+    pub fn remove_peer(&mut self, addr: IpAddr) -> Result<Changes, RibError> {
+        self.drop_routes(addr, None)?;
+        self.peers.remove(&addr);
+        Ok(self.finish())
+    }
+
+    /// The peer's session is established: the returned changes carry our whole export to it; the owner
+    /// sends them, then an End-of-RIB per family (RFC 4724 §2).
+    pub fn peer_up(&mut self, addr: IpAddr, session: PeerSession) -> Result<Changes, RibError> {
+        let p = self
+            .peers
+            .get_mut(&addr)
+            .ok_or(RibError::UnknownPeer(addr))?;
+        p.bgp_id = session.bgp_id;
+        p.session = Some(session);
+        p.adj_out.clear();
+        // The peer re-sends everything; what it sent before and we filtered is forgotten (stale routes stay).
+        p.filtered.clear();
+        Ok(self.finish_with_full_export(Some(addr)))
+    }
+
+    /// The peer's session went down. With `graceful` (RFC 4724, from [`crate::session::SessionDown`]) its
+    /// routes of those families are kept, marked stale, until its End-of-RIB or
+    /// [`Rib::restart_timer_expired`]; all others are removed.
+    pub fn peer_down(
+        &mut self,
+        addr: IpAddr,
+        graceful: Option<&[AfiSafi]>,
+    ) -> Result<Changes, RibError> {
+        self.drop_routes(addr, graceful)?;
+        Ok(self.finish())
+    }
+
+    /// Mark the peer down; keep its routes of the `graceful` families as stale, remove the others.
+    fn drop_routes(&mut self, addr: IpAddr, graceful: Option<&[AfiSafi]>) -> Result<(), RibError> {
+        let p = self
+            .peers
+            .get_mut(&addr)
+            .ok_or(RibError::UnknownPeer(addr))?;
+        p.session = None;
+        p.adj_out.clear();
+        p.over_limit = false;
+        let keep = |prefix: &Prefix| graceful.is_some_and(|f| f.contains(&prefix.afi_safi()));
+        p.filtered.retain(|(prefix, _)| keep(prefix));
+        let mut gone = Vec::new();
+        for (key, e) in p.adj_in.iter_mut() {
+            if keep(&key.0) {
+                if !e.stale {
+                    e.stale = true;
+                    p.stale += 1;
+                }
+            } else {
+                gone.push(*key);
+            }
+        }
+        for key in gone {
+            self.remove_in(addr, key);
+        }
+        Ok(())
+    }
+
+    /// An UPDATE from a peer (delivered by the session, RFC 7606 attribute discards already applied).
+    pub fn update(&mut self, addr: IpAddr, update: &Update) -> Result<Changes, RibError> {
+        let p = self.peers.get(&addr).ok_or(RibError::UnknownPeer(addr))?;
+        let ibgp = p.ibgp(self.cfg.local_as);
+        let four_byte = p.session.as_ref().is_none_or(|s| s.four_byte_as);
+        let peer_nh = match addr {
+            IpAddr::V4(a) => NextHop::V4(a),
+            IpAddr::V6(global) => NextHop::V6 {
+                global,
+                link_local: None,
+            },
+        };
+        let withdrawn = update
+            .withdrawn
+            .iter()
+            .chain(update.mp_unreach.iter().flat_map(|u| u.withdrawn.iter()));
+        for n in withdrawn {
+            self.remove_in(addr, (n.prefix, n.path_id.unwrap_or(0)));
+        }
+        let mut attrs = update.attributes.clone();
+        attrs.next_hop = None;
+        if four_byte {
+            as4::prepare_for_four_byte(&mut attrs);
+        } else {
+            as4::merge_from_two_byte(&mut attrs);
+        }
+        if ibgp {
+            attrs.as_path.get_or_insert_with(AsPath::default);
+        } else {
+            // LOCAL_PREF is not accepted from eBGP (RFC 4271 §5.1.5): the default degree of preference applies;
+            // the RFC 4456 attributes are iBGP-only.
+            attrs.local_pref = Some(100);
+            attrs.originator_id = None;
+            attrs.cluster_list.clear();
+        }
+        let looped = if ibgp {
+            attrs.originator_id == Some(self.cfg.router_id)
+                || attrs.cluster_list.contains(&self.cfg.cluster_id())
+        } else {
+            attrs
+                .as_path
+                .as_ref()
+                .is_some_and(|p| p.contains(self.cfg.local_as))
+        };
+        let mut groups: Vec<(Option<NextHop>, &[Nlri])> = Vec::new();
+        if !update.nlri.is_empty() {
+            groups.push((update.attributes.next_hop.map(NextHop::V4), &update.nlri));
+        }
+        if let Some(r) = &update.mp_reach {
+            groups.push((Some(r.next_hop), &r.nlri));
+        }
+        for (nh, nlri) in groups {
+            let base = RouteAttrs {
+                attrs: attrs.clone(),
+                next_hop: nh,
+            };
+            let rejected_all = looped || nh.is_none();
+            let mut cache: HashMap<Option<usize>, Option<Arc<RouteAttrs>>> = HashMap::new();
+            for n in nlri {
+                let key = (n.prefix, n.path_id.unwrap_or(0));
+                let accepted = if rejected_all {
+                    None
+                } else {
+                    let rules = &self.peers[&addr].cfg.policy.import;
+                    let rule = first_match(rules, &n.prefix, &base);
+                    match cache.get(&rule) {
+                        Some(a) => a.clone(),
+                        None => {
+                            let a = apply(rules, rule, &base, Some(peer_nh))
+                                .map(|ra| self.table.intern(ra));
+                            cache.insert(rule, a.clone());
+                            a
+                        }
+                    }
+                };
+                match accepted {
+                    Some(a) => self.insert_in(addr, key, a),
+                    None => {
+                        self.remove_in(addr, key);
+                        if let Some(p) = self.peers.get_mut(&addr) {
+                            p.filtered.insert(key);
+                        }
+                    }
+                }
+            }
+        }
+        self.check_max_prefix(addr);
+        Ok(self.finish())
+    }
+
+    /// Routes to withdraw (an RFC 7606 treat-as-withdraw UPDATE).
+    pub fn withdraw(&mut self, addr: IpAddr, nlri: &[Nlri]) -> Result<Changes, RibError> {
+        if !self.peers.contains_key(&addr) {
+            return Err(RibError::UnknownPeer(addr));
+        }
+        for n in nlri {
+            self.remove_in(addr, (n.prefix, n.path_id.unwrap_or(0)));
+        }
+        Ok(self.finish())
+    }
+
+    /// The peer's End-of-RIB for a family: its routes of that family still stale are removed.
+    pub fn end_of_rib(&mut self, addr: IpAddr, family: AfiSafi) -> Result<Changes, RibError> {
+        self.sweep_stale(addr, Some(family))
+    }
+
+    /// The peer's restart (or stale-routes) timer expired: all its stale routes are removed.
+    pub fn restart_timer_expired(&mut self, addr: IpAddr) -> Result<Changes, RibError> {
+        self.sweep_stale(addr, None)
+    }
+
+    /// Enhanced route refresh (RFC 7313): at the beginning of a refresh the peer's routes of the family
+    /// become stale; at its end the ones not re-sent are removed.
+    pub fn refresh_marker(
+        &mut self,
+        addr: IpAddr,
+        family: AfiSafi,
+        begin: bool,
+    ) -> Result<Changes, RibError> {
+        if !begin {
+            return self.sweep_stale(addr, Some(family));
+        }
+        let p = self
+            .peers
+            .get_mut(&addr)
+            .ok_or(RibError::UnknownPeer(addr))?;
+        for (key, e) in p.adj_in.iter_mut() {
+            if key.0.afi_safi() == family && !e.stale {
+                e.stale = true;
+                p.stale += 1;
+            }
+        }
+        Ok(self.finish())
+    }
+
+    /// The peer asked for our routes again (RFC 2918): everything we advertise to it for the family.
+    pub fn route_refresh(&mut self, addr: IpAddr, family: AfiSafi) -> Result<Changes, RibError> {
+        let p = self.peers.get(&addr).ok_or(RibError::UnknownPeer(addr))?;
+        if p.session.is_none() {
+            return Err(RibError::PeerDown(addr));
+        }
+        let mut out = OutBuilder::default();
+        let add_path = p
+            .session
+            .as_ref()
+            .is_some_and(|s| s.add_path_send.contains(&family));
+        let mut prefixes: Vec<&Prefix> = p
+            .adj_out
+            .keys()
+            .filter(|k| k.afi_safi() == family)
+            .collect();
+        prefixes.sort();
+        for prefix in prefixes {
+            for (id, a) in &p.adj_out[prefix] {
+                let path_id = add_path.then_some(*id);
+                out.announce(
+                    addr,
+                    family,
+                    a,
+                    Nlri {
+                        path_id,
+                        prefix: *prefix,
+                    },
+                );
+            }
+        }
+        Ok(out.into_changes())
+    }
+
+    /// Originate a route (ORIGIN IGP, empty AS_PATH); the IPv4 next hop comes from `attrs.next_hop`, else
+    /// our address towards each peer. Replaces an earlier origination of the prefix.
+    pub fn originate(&mut self, prefix: Prefix, attrs: PathAttributes) -> Changes {
+        let nh = match prefix.afi_safi() {
+            AfiSafi::IPV4_UNICAST => attrs.next_hop.map(NextHop::V4),
+            _ => None,
+        };
+        self.originate_via(prefix, attrs, nh)
+    }
+
+    /// Originate a route with an explicit next hop (`None`: our address towards each peer).
+    pub fn originate_via(
+        &mut self,
+        prefix: Prefix,
+        mut attrs: PathAttributes,
+        next_hop: Option<NextHop>,
+    ) -> Changes {
+        attrs.origin = Some(Origin::Igp);
+        attrs.as_path = Some(AsPath::default());
+        attrs.next_hop = None;
+        attrs.originator_id = None;
+        attrs.cluster_list.clear();
+        let a = self.table.intern(RouteAttrs { attrs, next_hop });
+        self.set_path(prefix, Source::Local, 0, Some(a));
+        self.finish()
+    }
+
+    /// Stop originating a prefix.
+    pub fn withdraw_local(&mut self, prefix: Prefix) -> Changes {
+        self.set_path(prefix, Source::Local, 0, None);
+        self.finish()
+    }
+
+    fn sweep_stale(&mut self, addr: IpAddr, family: Option<AfiSafi>) -> Result<Changes, RibError> {
+        let p = self.peers.get(&addr).ok_or(RibError::UnknownPeer(addr))?;
+        let gone: Vec<(Prefix, u32)> = p
+            .adj_in
+            .iter()
+            .filter(|(k, e)| e.stale && family.is_none_or(|f| k.0.afi_safi() == f))
+            .map(|(k, _)| *k)
+            .collect();
+        for key in gone {
+            self.remove_in(addr, key);
+        }
+        Ok(self.finish())
+    }
+
+    fn check_max_prefix(&mut self, addr: IpAddr) {
+        let Some(p) = self.peers.get_mut(&addr) else {
+            return;
+        };
+        let Some(mp) = p.cfg.policy.max_prefix else {
+            return;
+        };
+        let count = p.adj_in.len();
+        if count > mp.limit && !p.over_limit {
+            p.over_limit = true;
+            self.batch.events.push(RibEvent::MaxPrefixExceeded {
+                peer: addr,
+                limit: mp.limit,
+                count,
+                action: mp.action,
+            });
+        } else if count <= mp.limit {
+            p.over_limit = false;
+        }
+    }
+
+    fn insert_in(&mut self, addr: IpAddr, key: (Prefix, u32), attrs: Arc<RouteAttrs>) {
+        let Some(p) = self.peers.get_mut(&addr) else {
+            return;
+        };
+        if !p.filtered.is_empty() {
+            p.filtered.remove(&key);
+        }
+        let entry = InEntry {
+            attrs: Arc::clone(&attrs),
+            stale: false,
+        };
+        if let Some(old) = p.adj_in.insert(key, entry) {
+            if old.stale {
+                p.stale -= 1;
+            }
+            if Arc::ptr_eq(&old.attrs, &attrs) {
+                return;
+            }
+        }
+        self.set_path(key.0, Source::Peer(addr), key.1, Some(attrs));
+    }
+
+    fn remove_in(&mut self, addr: IpAddr, key: (Prefix, u32)) {
+        let Some(p) = self.peers.get_mut(&addr) else {
+            return;
+        };
+        if !p.filtered.is_empty() {
+            p.filtered.remove(&key);
+        }
+        if let Some(old) = p.adj_in.remove(&key) {
+            if old.stale {
+                p.stale -= 1;
+            }
+            self.set_path(key.0, Source::Peer(addr), key.1, None);
+        }
+    }
+
+    /// Add, replace or (with `None`) remove one path of the Loc-RIB, and note the prefix for `finish`.
+    fn set_path(
+        &mut self,
+        prefix: Prefix,
+        source: Source,
+        path_id: u32,
+        attrs: Option<Arc<RouteAttrs>>,
+    ) {
+        let dest = self.loc.entry(prefix).or_default();
+        if !dest.dirty {
+            dest.dirty = true;
+            self.batch.order.push((prefix, dest.fib_next_hops()));
+        }
+        let pos = dest
+            .paths
+            .iter()
+            .position(|p| p.source == source && p.path_id == path_id);
+        match (pos, attrs) {
+            (Some(i), Some(a)) => dest.paths[i].attrs = a,
+            (Some(i), None) => {
+                dest.paths.remove(i);
+                if i < dest.selected as usize {
+                    // The selection is recomputed in `finish`; keep the index range valid until then.
+                    dest.selected -= 1;
+                }
+            }
+            (None, Some(a)) => {
+                let local_id = self.next_local_id;
+                self.next_local_id = self.next_local_id.wrapping_add(1).max(1);
+                // Most prefixes have one path: no spare capacity (a Vec's first push reserves four).
+                dest.paths.reserve_exact(1);
+                dest.paths.push(Path {
+                    source,
+                    path_id,
+                    local_id,
+                    attrs: a,
+                });
+            }
+            (None, None) => {}
+        }
+    }
+
+    /// The decision-process candidate for a path.
+    #[cfg(test)]
+    pub(super) fn candidate(&self, p: &Path) -> Candidate {
+        candidate(&self.cfg, &self.peers, p)
+    }
+
+    /// Decide every touched prefix, then export to every up peer.
+    pub(super) fn finish(&mut self) -> Changes {
+        let batch = std::mem::take(&mut self.batch);
+        let mut out = OutBuilder::default();
+        let mut cache = ExportCache::default();
+        let up: Vec<IpAddr> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.session.is_some())
+            .map(|(a, _)| *a)
+            .collect();
+        for (prefix, old_fib) in batch.order {
+            let Some(dest) = self.loc.get_mut(&prefix) else {
+                continue;
+            };
+            dest.dirty = false;
+            decide(&self.cfg, &self.peers, dest);
+            let new = dest.fib_next_hops();
+            let empty = dest.paths.is_empty();
+            if old_fib != new {
+                out.changes.fib.push(if new.is_empty() {
+                    FibChange::Remove { prefix }
+                } else {
+                    FibChange::Install {
+                        prefix,
+                        next_hops: new,
+                    }
+                });
+            }
+            if empty {
+                self.loc.remove(&prefix);
+            }
+            for peer in &up {
+                export_prefix(self, &prefix, *peer, &mut out, &mut cache);
+            }
+        }
+        out.changes.events = batch.events;
+        out.into_changes()
+    }
+
+    /// `finish`, then re-export every prefix to `peer` (all up peers when `None`).
+    fn finish_with_full_export(&mut self, peer: Option<IpAddr>) -> Changes {
+        let mut changes = self.finish();
+        let mut out = OutBuilder::from_changes(std::mem::take(&mut changes));
+        let mut cache = ExportCache::default();
+        let targets: Vec<IpAddr> = match peer {
+            Some(p) => vec![p],
+            None => self
+                .peers
+                .iter()
+                .filter(|(_, p)| p.session.is_some())
+                .map(|(a, _)| *a)
+                .collect(),
+        };
+        let mut prefixes: Vec<Prefix> = self.loc.keys().copied().collect();
+        prefixes.sort();
+        for t in targets {
+            // Prefixes advertised but no longer in the Loc-RIB cannot exist: `finish` withdrew them.
+            for prefix in &prefixes {
+                export_prefix(self, prefix, t, &mut out, &mut cache);
+            }
+        }
+        out.into_changes()
+    }
+}
+
+/// The decision-process candidate for a path.
+fn candidate(cfg: &RibConfig, peers: &FastMap<IpAddr, PeerState>, p: &Path) -> Candidate {
+    let (kind, id, peer) = match p.source {
+        Source::Local => (PathKind::Local, cfg.router_id, None),
+        Source::Peer(a) => match peers.get(&a) {
+            Some(s) if s.ibgp(cfg.local_as) => (PathKind::Ibgp, s.bgp_id, Some(a)),
+            Some(s) => (PathKind::Ebgp, s.bgp_id, Some(a)),
+            None => (PathKind::Ibgp, Ipv4Addr::BROADCAST, Some(a)),
+        },
+    };
+    Candidate::new(&p.attrs, kind, id, peer, p.path_id, cfg.local_as)
+}
+
+/// Decide one prefix: reorder its paths so the multipath set comes first.
+fn decide(cfg: &RibConfig, peers: &FastMap<IpAddr, PeerState>, dest: &mut Dest) {
+    if dest.paths.len() <= 1 {
+        dest.selected = dest.paths.len() as u32;
+        return;
+    }
+    let cands: Vec<Candidate> = dest
+        .paths
+        .iter()
+        .map(|p| candidate(cfg, peers, p))
+        .collect();
+    let sel = select(&cands, cfg.ecmp, cfg.ecmp_relax);
+    let mut order: Vec<usize> = sel.multipath.clone();
+    order.extend((0..dest.paths.len()).filter(|i| !sel.multipath.contains(i)));
+    let mut old: Vec<Option<Path>> = std::mem::take(&mut dest.paths)
+        .into_iter()
+        .map(Some)
+        .collect();
+    dest.paths = order.into_iter().filter_map(|i| old[i].take()).collect();
+    dest.selected = sel.multipath.len() as u32;
+}
