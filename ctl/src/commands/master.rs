@@ -1,17 +1,20 @@
 //! `calicoctl master run`: the master's API server, in the foreground.
 //!
 //! Inputs: `--listen ADDR:PORT` (repeatable, default 127.0.0.1:9900), `--datastore PATH` (the embedded
-//! store's file, created with its directories if missing; default /var/lib/calico/master.db) and the
-//! global `--token-file`. Output: logs on stderr; runs until SIGTERM or SIGINT, then stops accepting,
-//! lets in-flight requests finish and exits 0.
+//! store's file, created with its directories if missing; default /var/lib/calico/master.db) or
+//! `--etcd-endpoints URL[,URL…]` (keep the data in etcd instead, with optional `--etcd-ca`,
+//! `--etcd-cert`, `--etcd-key` PEM files for TLS and `--etcd-timeout SECONDS` per request; the two are
+//! mutually exclusive), and the global `--token-file`. Output: logs on stderr; runs until SIGTERM or
+//! SIGINT, then stops accepting, lets in-flight requests finish and exits 0. An etcd that does not
+//! answer at start is an error (exit 1) naming the endpoints.
 
-use std::{net::SocketAddr, path::PathBuf, sync::Arc};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use calico_master::{
     api::{self, Api, DEFAULT_LISTEN},
     client::read_token_file,
-    store::{EmbeddedOptions, EmbeddedStore, DEFAULT_PATH},
+    store::{EmbeddedOptions, EmbeddedStore, EtcdOptions, EtcdStore, EtcdTls, Store, DEFAULT_PATH},
 };
 use clap::{Args, Subcommand};
 
@@ -37,8 +40,28 @@ pub struct RunArgs {
     pub listen: Vec<SocketAddr>,
 
     /// The embedded datastore's file (created if missing).
-    #[arg(long, value_name = "PATH", default_value = DEFAULT_PATH)]
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_PATH, conflicts_with = "etcd_endpoints")]
     pub datastore: PathBuf,
+
+    /// Keep the data in etcd instead: its client URLs, comma-separated (http://127.0.0.1:2379,…).
+    #[arg(long, value_name = "URL[,URL…]", value_delimiter = ',')]
+    pub etcd_endpoints: Vec<String>,
+
+    /// CA certificate (PEM) that signed etcd's server certificate; endpoints must be https://.
+    #[arg(long, value_name = "FILE", requires = "etcd_endpoints")]
+    pub etcd_ca: Option<PathBuf>,
+
+    /// Client certificate (PEM) for etcd's client-certificate authentication; needs --etcd-key.
+    #[arg(long, value_name = "FILE", requires_all = ["etcd_endpoints", "etcd_key"])]
+    pub etcd_cert: Option<PathBuf>,
+
+    /// The client certificate's key (PEM); needs --etcd-cert.
+    #[arg(long, value_name = "FILE", requires_all = ["etcd_endpoints", "etcd_cert"])]
+    pub etcd_key: Option<PathBuf>,
+
+    /// Time allowed for one etcd request before it fails as unavailable, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 3)]
+    pub etcd_timeout: u64,
 }
 
 pub fn run(global: &GlobalOpts, args: &MasterArgs) -> anyhow::Result<()> {
@@ -53,17 +76,13 @@ fn run_master(global: &GlobalOpts, args: &RunArgs) -> anyhow::Result<()> {
         Some(path) => Some(read_token_file(path)?),
         None => None,
     };
-    let store =
-        EmbeddedStore::open(&args.datastore, EmbeddedOptions::default()).with_context(|| {
-            format!(
-                "cannot open the datastore {}; pass --datastore with a writable path",
-                args.datastore.display()
-            )
-        })?;
+    let (store, datastore) = open_store(args)?;
     for addr in exposed_without_token(&args.listen, token.is_some()) {
         tracing::warn!(%addr, "listening on a non-loopback address without a token: anyone who can reach it can change the cluster; pass --token-file");
     }
-    let api = Arc::new(Api::new(Arc::new(store), token.clone()));
+    // The API server calls the store from tokio's blocking pool (never from an async task), which
+    // the etcd store requires: it blocks on its own runtime.
+    let api = Arc::new(Api::new(store, token.clone()));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -72,13 +91,49 @@ fn run_master(global: &GlobalOpts, args: &RunArgs) -> anyhow::Result<()> {
         let listeners = api::bind(&args.listen).await?;
         for l in &listeners {
             if let Ok(addr) = l.local_addr() {
-                tracing::info!(%addr, datastore = %args.datastore.display(), auth = token.is_some(), "master API listening");
+                tracing::info!(%addr, %datastore, auth = token.is_some(), "master API listening");
             }
         }
         api::serve(listeners, api, shutdown_signal()).await?;
         tracing::info!("master stopped");
         anyhow::Ok(())
     })
+}
+
+/// Open the datastore the arguments name; also a description of it for the logs.
+fn open_store(args: &RunArgs) -> anyhow::Result<(Arc<dyn Store>, String)> {
+    if args.etcd_endpoints.is_empty() {
+        let store = EmbeddedStore::open(&args.datastore, EmbeddedOptions::default()).with_context(
+            || {
+                format!(
+                    "cannot open the datastore {}; pass --datastore with a writable path",
+                    args.datastore.display()
+                )
+            },
+        )?;
+        return Ok((Arc::new(store), args.datastore.display().to_string()));
+    }
+    let options = etcd_options(args)?;
+    let describe = format!("etcd {}", options.endpoints.join(","));
+    let store = EtcdStore::connect(options).with_context(|| {
+        "cannot use etcd; check --etcd-endpoints (and the TLS files) and that etcd is running"
+    })?;
+    Ok((Arc::new(store), describe))
+}
+
+/// The etcd options from `--etcd-*`.
+fn etcd_options(args: &RunArgs) -> anyhow::Result<EtcdOptions> {
+    let endpoints = EtcdOptions::parse_endpoints(&args.etcd_endpoints.join(","))?;
+    let mut options = EtcdOptions::new(endpoints);
+    options.request_timeout = Duration::from_secs(args.etcd_timeout.max(1));
+    if args.etcd_ca.is_some() || args.etcd_cert.is_some() {
+        options.tls = Some(EtcdTls {
+            ca: args.etcd_ca.clone(),
+            cert: args.etcd_cert.clone(),
+            key: args.etcd_key.clone(),
+        });
+    }
+    Ok(options)
 }
 
 /// The listen addresses that deserve a warning: reachable from other hosts while no token is set.
@@ -126,6 +181,84 @@ fn init_logging() {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cmd {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<RunArgs, clap::Error> {
+        Cmd::try_parse_from(std::iter::once("run").chain(args.iter().copied())).map(|c| c.run)
+    }
+
+    #[test]
+    fn datastore_and_etcd_are_exclusive_and_tls_files_go_with_etcd() {
+        let a = parse(&[]).expect("defaults");
+        assert_eq!(a.datastore, PathBuf::from(DEFAULT_PATH));
+        assert!(a.etcd_endpoints.is_empty());
+        let a = parse(&[
+            "--etcd-endpoints",
+            "http://127.0.0.1:2379,http://127.0.0.2:2379",
+        ])
+        .expect("etcd");
+        assert_eq!(
+            a.etcd_endpoints,
+            ["http://127.0.0.1:2379", "http://127.0.0.2:2379"]
+        );
+        let o = etcd_options(&a).expect("options");
+        assert_eq!(o.endpoints.len(), 2);
+        assert_eq!(o.tls, None);
+        assert_eq!(o.request_timeout, Duration::from_secs(3));
+        let err = parse(&[
+            "--datastore",
+            "/tmp/x.db",
+            "--etcd-endpoints",
+            "http://a:2379",
+        ])
+        .expect_err("exclusive");
+        assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
+        for args in [
+            &["--etcd-ca", "/ca.pem"][..],
+            &[
+                "--etcd-endpoints",
+                "https://a:2379",
+                "--etcd-cert",
+                "/c.pem",
+            ],
+            &["--etcd-endpoints", "https://a:2379", "--etcd-key", "/k.pem"],
+        ] {
+            let err = parse(args).expect_err("requires");
+            assert_eq!(
+                err.kind(),
+                clap::error::ErrorKind::MissingRequiredArgument,
+                "{args:?}"
+            );
+        }
+        let a = parse(&[
+            "--etcd-endpoints",
+            "https://a:2379",
+            "--etcd-ca",
+            "/ca.pem",
+            "--etcd-cert",
+            "/c.pem",
+            "--etcd-key",
+            "/k.pem",
+        ])
+        .expect("tls");
+        let tls = etcd_options(&a).expect("options").tls.expect("tls");
+        assert_eq!(
+            (tls.ca, tls.cert, tls.key),
+            (
+                Some("/ca.pem".into()),
+                Some("/c.pem".into()),
+                Some("/k.pem".into())
+            )
+        );
+        let a = parse(&["--etcd-endpoints", "127.0.0.1:2379"]).expect("parsed");
+        assert!(etcd_options(&a).is_err(), "a URL needs its scheme");
+    }
 
     #[test]
     fn warns_only_for_non_loopback_without_token() {

@@ -4,6 +4,8 @@
 //! This is how the master's IPAM service is meant to use the store (on etcd too): read the blocks
 //! with their mod revisions, decide with [`IpamState`], write the changed block only if its mod
 //! revision is unchanged (0: the block must still be absent), and on conflict re-read and retry.
+//! Run on the embedded store, on one etcd client, and as two masters (two [`Api`]s, each with its own
+//! etcd client) sharing one real etcd.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -14,8 +16,11 @@ use std::{
 
 use ipnet::IpNet;
 
-use super::{keys, Compare, EmbeddedOptions, EmbeddedStore, Op, Store, Txn};
+use super::{
+    etcd_server::EtcdServer, keys, Compare, EmbeddedOptions, EmbeddedStore, Op, Store, Txn,
+};
 use crate::{
+    api::Api,
     ipam::{Block, BlockChange, IpamState, Owner, PoolSelector},
     model::{IpPool, IpVersion},
 };
@@ -64,22 +69,18 @@ fn assign(store: &dyn Store, pools: &[IpPool], handle: &str, host: &str) -> (IpA
     }
 }
 
-#[test]
-fn concurrent_assignments_through_the_store_never_duplicate() {
-    const THREADS: usize = 8;
-    const EACH: usize = 25;
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(
-        EmbeddedStore::open(dir.path().join("ipam.db"), EmbeddedOptions::default()).unwrap(),
-    );
+/// `THREADS` × `EACH` concurrent assignments, thread `t` using `stores[t % stores.len()]` and host
+/// `host-{t % 2}`; checks that no IP is handed out twice and that every one is stored once.
+fn assign_concurrently(stores: &[Arc<dyn Store>], threads: usize, each: usize) {
     let pools = vec![IpPool::new("10.65.0.0/24".parse().unwrap())];
-    let handles: Vec<_> = (0..THREADS)
+    let started = std::time::Instant::now();
+    let handles: Vec<_> = (0..threads)
         .map(|t| {
-            let store = store.clone();
+            let store = stores[t % stores.len()].clone();
             let pools = pools.clone();
             thread::spawn(move || {
                 let host = format!("host-{}", t % 2);
-                (0..EACH)
+                (0..each)
                     .map(|i| assign(store.as_ref(), &pools, &format!("w{t}-{i}"), &host))
                     .collect::<Vec<_>>()
             })
@@ -93,18 +94,49 @@ fn concurrent_assignments_through_the_store_never_duplicate() {
             conflicts += c;
         }
     }
-    assert_eq!(ips.len(), THREADS * EACH);
-    let (state, _) = load(store.as_ref());
-    let stored: usize = state.blocks.values().map(Block::used).sum();
-    assert_eq!(stored, THREADS * EACH, "every assignment is stored once");
-    for ip in &ips {
-        assert!(state.holder(*ip).is_some(), "{ip} is not recorded as held");
+    assert_eq!(ips.len(), threads * each);
+    for store in stores {
+        let (state, _) = load(store.as_ref());
+        let stored: usize = state.blocks.values().map(Block::used).sum();
+        assert_eq!(stored, threads * each, "every assignment is stored once");
+        for ip in &ips {
+            assert!(state.holder(*ip).is_some(), "{ip} is not recorded as held");
+        }
+        // Blocks are /26s claimed by the two hosts.
+        assert!(state.blocks.keys().all(|c| c.prefix_len() == 26));
     }
-    // Blocks are /26s claimed by the two hosts.
-    assert!(state.blocks.keys().all(|c| c.prefix_len() == 26));
     eprintln!(
-        "{} assignments in {} blocks, {conflicts} compare-and-swap conflicts retried",
+        "{} assignments through {} store client(s) in {:?}, {conflicts} compare-and-swap conflicts retried",
         ips.len(),
-        state.blocks.len()
+        stores.len(),
+        started.elapsed()
     );
+}
+
+#[test]
+fn concurrent_assignments_through_the_store_never_duplicate() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(
+        EmbeddedStore::open(dir.path().join("ipam.db"), EmbeddedOptions::default()).unwrap(),
+    );
+    assign_concurrently(&[store], 8, 25);
+}
+
+#[test]
+fn concurrent_assignments_on_etcd_never_duplicate() {
+    let server = EtcdServer::start();
+    let store: Arc<dyn Store> = Arc::new(server.store());
+    assign_concurrently(&[store], 8, 25);
+}
+
+#[test]
+fn two_masters_on_one_etcd_never_hand_out_one_ip_twice() {
+    let server = EtcdServer::start();
+    let masters = [
+        Api::new(Arc::new(server.store()), None),
+        Api::new(Arc::new(server.store()), None),
+    ];
+    let stores: Vec<Arc<dyn Store>> = masters.iter().map(|m| m.store().clone()).collect();
+    // 100 concurrent allocations, 10 threads, alternating between the two masters' clients.
+    assign_concurrently(&stores, 10, 10);
 }

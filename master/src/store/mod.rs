@@ -25,8 +25,9 @@
 //! - History (the change log) is kept for a bounded number of revisions; older requests get
 //!   [`StoreError::Compacted`].
 //!
-//! Backends: [`EmbeddedStore`] (redb, one file, or in memory for tests). An etcd backend implements the
-//! same [`Store`] trait, mapping (etcd-client names):
+//! Backends: [`EmbeddedStore`] (redb, one file, or in memory for tests) and [`EtcdStore`] (a real etcd;
+//! call it from blocking threads, see its docs), which implements the same [`Store`] trait, mapping
+//! (etcd-client names):
 //! - [`Revision`] ↔ `ResponseHeader::revision` (i64); [`Listing::revision`] is the range's header
 //!   revision; [`KeyValue`] ↔ `KeyValue` (create/mod revision, version).
 //! - [`CompareTarget::ModRevision`] ↔ `Compare::mod_revision(key, Equal, rev)`; `Exists` ↔
@@ -34,17 +35,21 @@
 //!   `Value` ↔ `Compare::value(key, Equal, v)` (fails on an absent key, as here).
 //! - [`Op::Put`] / [`Op::Delete`] / [`Op::DeletePrefix`] ↔ `TxnOp::put` / `TxnOp::delete` (the latter
 //!   with `with_prefix`), all `with_prev_key`; [`Op::Get`] ↔ `TxnOp::get`.
-//! - [`Store::changes_since`] ↔ a watch from `revision + 1` (or a bounded cache fed by the backend's
-//!   watch), `ErrCompacted` ↔ [`StoreError::Compacted`]; [`RevisionWatch`] is fed by that watch task.
+//! - [`Store::changes_since`] ↔ a watch from `revision` with that revision's own events skipped (so
+//!   that etcd reports a compaction exactly when history after `revision` is incomplete),
+//!   `ErrCompacted` ↔ [`StoreError::Compacted`]; [`RevisionWatch`] is fed by a long-lived watch task.
 //! - Connection failures ↔ [`StoreError::Unavailable`] naming the endpoints tried.
 
 mod embedded;
+mod etcd;
+mod etcd_watch;
 pub mod keys;
 mod watch;
 
 use std::{fmt, time::Duration};
 
 pub use embedded::{EmbeddedOptions, EmbeddedStore, DEFAULT_PATH};
+pub use etcd::{EtcdOptions, EtcdStore, EtcdTls};
 pub use watch::{RevisionCallback, RevisionWatch, Subscription};
 
 /// A store revision (etcd's `revision`).
@@ -459,6 +464,10 @@ fn first_get(results: Vec<OpResult>) -> Option<KeyValue> {
 
 #[cfg(test)]
 mod crash_tests;
+#[cfg(test)]
+mod etcd_server;
+#[cfg(test)]
+mod etcd_tests;
 #[cfg(test)]
 mod ipam_tests;
 #[cfg(test)]
