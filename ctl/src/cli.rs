@@ -54,6 +54,20 @@ pub enum Command {
     Pool(commands::pool::PoolArgs),
     /// Manage security profiles, their tags and their rules.
     Profile(commands::profile::ProfileArgs),
+    /// Inspect workload endpoints and change their profiles.
+    Endpoint(commands::endpoint::EndpointArgs),
+    /// Inspect and release assigned addresses.
+    Ipam(commands::ipam::IpamArgs),
+    /// Manage BGP: global peers, the node-to-node mesh, the default AS and timers.
+    Bgp(commands::bgp::BgpArgs),
+    /// Inspect and remove Calico nodes and manage their own BGP peers.
+    Node(commands::node::NodeArgs),
+    /// List the nodes (the same as `node show`).
+    Shownodes(commands::node::ShowArgs),
+    /// Show what the nodes last reported: Felix's counts and the BGP sessions.
+    Status(commands::status::StatusArgs),
+    /// Write a tarball of the master's state, versions and logs, for bug reports.
+    Diags(commands::diags::DiagsArgs),
 }
 
 #[cfg(test)]

@@ -1,9 +1,15 @@
 //! The command groups, one module each, the dispatcher that runs the parsed command, and what they
 //! share: the API client built from the global options, message output, and the exit-code mapping.
 
+pub mod bgp;
+pub mod diags;
+pub mod endpoint;
+pub mod ipam;
 pub mod master;
+pub mod node;
 pub mod pool;
 pub mod profile;
+pub mod status;
 pub mod version;
 
 use calico_master::client::{read_token_file, BlockingClient, Client, ClientError};
@@ -19,6 +25,13 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
         Command::Master(args) => master::run(&cli.global, args),
         Command::Pool(args) => pool::run(&cli.global, args),
         Command::Profile(args) => profile::run(&cli.global, args),
+        Command::Endpoint(args) => endpoint::run(&cli.global, args),
+        Command::Ipam(args) => ipam::run(&cli.global, args),
+        Command::Bgp(args) => bgp::run(&cli.global, args),
+        Command::Node(args) => node::run(&cli.global, args),
+        Command::Shownodes(args) => node::show(&cli.global, args.detailed),
+        Command::Status(args) => status::run(&cli.global, args),
+        Command::Diags(args) => diags::run(&cli.global, args),
     }
 }
 

@@ -104,6 +104,20 @@ pub struct LateGlobals {
     pub output: Option<Format>,
 }
 
+impl LateGlobals {
+    /// These options over `global` (each one given here wins).
+    pub fn over(&self, global: &GlobalOpts) -> GlobalOpts {
+        GlobalOpts {
+            master: self.master.clone().unwrap_or_else(|| global.master.clone()),
+            token_file: self
+                .token_file
+                .clone()
+                .or_else(|| global.token_file.clone()),
+            output: self.output.unwrap_or(global.output),
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum NamedCommand {
     /// The profile's tags.
@@ -215,19 +229,7 @@ pub fn run(global: &GlobalOpts, args: &ProfileArgs) -> anyhow::Result<()> {
                     return Err(Reported(code).into());
                 }
             };
-            let global = GlobalOpts {
-                master: named
-                    .global
-                    .master
-                    .clone()
-                    .unwrap_or_else(|| global.master.clone()),
-                token_file: named
-                    .global
-                    .token_file
-                    .clone()
-                    .or_else(|| global.token_file.clone()),
-                output: named.global.output.unwrap_or(global.output),
-            };
+            let global = named.global.over(global);
             run_named(&global, name, &named.command)
         }
     }

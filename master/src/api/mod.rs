@@ -25,6 +25,34 @@
 //!                                                   N is 1-based (default: append)
 //! DELETE /v1/profiles/<name>/rules/<dir>/<N>        remove the rule at position N (404 if none)
 //! POST   /v1/profiles/<name>/rules/<dir>/remove  {"rule":{…}}   remove the rule equal to this one
+//! POST   /v1/ipam/assign  {"host","handle_id","request"|"requests":[…],"endpoint_id"?}
+//!                                                   201 {"assignments":[{"ip","block","host_route","request"}]};
+//!                                                   request = auto|ipv4|ipv6|<pool CIDR>|<IP>; several at
+//!                                                   once (dual stack) are all-or-nothing
+//! GET    /v1/ipam/ips/<ip>                          {"ip","handle_id","host","block","block_affinity","host_route",…}
+//! DELETE /v1/ipam/ips/<ip>[?force=true]             release (409 while an endpoint uses it, unless forced)
+//! DELETE /v1/ipam/handles/<handle>                  release every address of a handle (workload)
+//! POST   /v1/ipam/handles/<handle>/rename  {"handle_id": NEW}   re-key a reservation (proxy: to the container id)
+//! GET    /v1/ipam/hosts/<host>/routes               {"host","blocks":[CIDR],"host_routes":[IP]} to announce
+//! GET    /v1/endpoints[?host=H]                     [endpoint] (key fields + the original's value fields)
+//! POST   /v1/endpoints  {endpoint}                  201 created / 200 replaced; IPs must be assigned to it
+//! GET    /v1/endpoints/<id>                         one endpoint (ids are unique cluster-wide)
+//! DELETE /v1/endpoints/<id>                         delete and release its addresses
+//! GET    /v1/endpoints/<id>/profiles                ["P", …]
+//! POST   /v1/endpoints/<id>/profiles  {"action":"append|remove|set","profiles":[…]}
+//! GET    /v1/nodes[?detailed=true]                  [{"name","ip_addr_v4","ip_addr_v6","as_num","effective_as","peers"(,…)}]
+//! PUT    /v1/nodes/<name>  {"ip_addr_v4"?,"ip_addr_v6"?,"as_num"?}   201 registered / 200 updated
+//! GET    /v1/nodes/<name>                           one node
+//! DELETE /v1/nodes/<name>[?force=true]              409 while it has endpoints, unless forced
+//! PUT    /v1/nodes/<name>/status  {"state"?,"felix":{…},"bgp":[…]}   a node's report
+//! GET    /v1/nodes/<name>/status                    {"node","state","reported_at","felix","bgp"}
+//! GET    /v1/nodes/<name>/peers[?version=4|6]       per-node BGP peers
+//! POST   /v1/nodes/<name>/peers  {"ip","as_num",timers…?}   DELETE /v1/nodes/<name>/peers/<ip>
+//! GET    /v1/bgp/config                             {"as_num","node_mesh","timers"}
+//! PUT    /v1/bgp/as_num {"as_num"}   PUT /v1/bgp/node_mesh {"enabled"}   PUT /v1/bgp/timers {…}
+//! GET    /v1/bgp/peers[?version=4|6]                global BGP peers
+//! POST   /v1/bgp/peers  {"ip","as_num",timers…?}    DELETE /v1/bgp/peers/<ip>
+//! GET    /v1/dump                                   every key under /calico/ (for diags)
 //! ```
 //! Writes answer `{"message": "...", "changed": bool, …}`. A duplicate (adding a rule or tag that is
 //! already present) is **200 with `"changed": false`** and the original's message ("Rule already present,
@@ -40,13 +68,20 @@
 //! (a profile's `tags` and `rules` keys together; a pool's key), retried on conflict, so two concurrent
 //! writers never lose an update. Creates compare on absence. The pool overlap check and the
 //! "profile in use" check read other keys and are not part of the compare (a concurrent add of an
-//! overlapping pool, or of an endpoint using a profile being removed, is not caught).
+//! overlapping pool, or of an endpoint using a profile being removed, is not caught). IPAM blocks are
+//! swapped one block per transaction (see `ipam.rs`); an endpoint write compares its own key and the
+//! blocks holding its addresses.
 //!
 //! # Auth
 //! With a token configured ([`Api::new`]), every request but `GET /healthz` must carry
 //! `Authorization: Bearer <token>`, else 401.
 
+mod bgp;
+mod diags;
+mod endpoints;
+mod ipam;
 mod metrics;
+mod nodes;
 mod pools;
 mod profiles;
 mod router;

@@ -4,12 +4,18 @@
 //! one [`ApiResponse`] (status, content type, body). It is synchronous and may block on the store, so
 //! the server calls it on tokio's blocking pool. The route table is in the module docs of [`super`].
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use serde_json::{Map, Value};
 
-use super::{metrics::Metrics, pools, profiles, profiles::Direction, ApiError};
-use crate::{model::IpVersion, store::Store};
+use super::{
+    bgp, diags, endpoints, ipam, metrics::Metrics, nodes, pools, profiles, profiles::Direction,
+    ApiError,
+};
+use crate::{
+    model::IpVersion,
+    store::{keys::Key, Store},
+};
 
 /// One request, as the server read it.
 #[derive(Debug, Clone)]
@@ -60,6 +66,8 @@ pub struct Api {
     store: Arc<dyn Store>,
     token: Option<String>,
     metrics: Metrics,
+    /// Serialises this master's IPAM writes (see `ipam.rs`); other masters are kept out by the swap.
+    ipam_lock: Mutex<()>,
 }
 
 /// A successful handler result: status and JSON body.
@@ -72,6 +80,7 @@ impl Api {
             store,
             token,
             metrics: Metrics::default(),
+            ipam_lock: Mutex::new(()),
         }
     }
 
@@ -137,6 +146,7 @@ impl Api {
 
     fn dispatch(&self, req: &ApiRequest, segs: &[&str]) -> Reply {
         let store = self.store.as_ref();
+        let lock = &self.ipam_lock;
         let m = req.method.as_str();
         let q = Query::parse(&req.query);
         let not_allowed = || ApiError::MethodNotAllowed {
@@ -222,6 +232,127 @@ impl Api {
                 }
                 _ => Err(not_allowed()),
             },
+            ["v1", "ipam", "assign"] => match m {
+                "POST" => Ok((201, ipam::assign(store, lock, &json_body(req)?)?)),
+                _ => Err(not_allowed()),
+            },
+            ["v1", "ipam", "ips", ip] => match m {
+                "GET" => Ok((200, ipam::info(store, ip)?)),
+                "DELETE" => Ok((200, ipam::release(store, lock, ip, q.flag("force")?)?)),
+                _ => Err(not_allowed()),
+            },
+            ["v1", "ipam", "hosts", host, "routes"] => match m {
+                "GET" => Ok((200, ipam::routes(store, host)?)),
+                _ => Err(not_allowed()),
+            },
+            ["v1", "ipam", "handles", handle, "rename"] => match m {
+                "POST" => Ok((
+                    200,
+                    ipam::rename_handle(store, lock, handle, &json_body(req)?)?,
+                )),
+                _ => Err(not_allowed()),
+            },
+            ["v1", "ipam", "handles", handle] => match m {
+                "DELETE" => Ok((200, ipam::release_by_handle(store, lock, handle)?)),
+                _ => Err(not_allowed()),
+            },
+            ["v1", "endpoints"] => match m {
+                "GET" => Ok((200, endpoints::list(store, q.get("host"))?)),
+                "POST" => {
+                    let (created, v) = endpoints::put(store, &json_body(req)?)?;
+                    Ok((if created { 201 } else { 200 }, v))
+                }
+                _ => Err(not_allowed()),
+            },
+            ["v1", "endpoints", id] => match m {
+                "GET" => Ok((200, endpoints::get(store, id)?)),
+                "DELETE" => Ok((200, endpoints::delete(store, lock, id)?)),
+                _ => Err(not_allowed()),
+            },
+            ["v1", "endpoints", id, "profiles"] => match m {
+                "GET" => Ok((200, endpoints::profiles(store, id)?)),
+                "POST" => Ok((
+                    200,
+                    endpoints::change_profiles(store, id, &json_body(req)?)?,
+                )),
+                _ => Err(not_allowed()),
+            },
+            ["v1", "nodes"] => match m {
+                "GET" => Ok((200, nodes::list(store, q.flag("detailed")?)?)),
+                _ => Err(not_allowed()),
+            },
+            ["v1", "nodes", name] => match m {
+                "GET" => Ok((200, nodes::get(store, name)?)),
+                "PUT" => {
+                    let (created, v) = nodes::put(store, name, &json_body(req)?)?;
+                    Ok((if created { 201 } else { 200 }, v))
+                }
+                "DELETE" => Ok((200, nodes::remove(store, lock, name, q.flag("force")?)?)),
+                _ => Err(not_allowed()),
+            },
+            ["v1", "nodes", name, "status"] => match m {
+                "GET" => Ok((200, nodes::status(store, name)?)),
+                "PUT" => Ok((200, nodes::put_status(store, name, &json_body(req)?)?)),
+                _ => Err(not_allowed()),
+            },
+            ["v1", "nodes", name, "peers"] => match m {
+                "GET" => Ok((200, nodes::peers(store, name, q.get("version"))?)),
+                "POST" => {
+                    let (created, v) = nodes::add_peer(store, name, &json_body(req)?)?;
+                    Ok((if created { 201 } else { 200 }, v))
+                }
+                _ => Err(not_allowed()),
+            },
+            ["v1", "nodes", name, "peers", ip] => match m {
+                "DELETE" => Ok((200, nodes::remove_peer(store, name, ip)?)),
+                _ => Err(not_allowed()),
+            },
+            ["v1", "bgp", "config"] => match m {
+                "GET" => Ok((200, bgp::config(store)?)),
+                _ => Err(not_allowed()),
+            },
+            ["v1", "bgp", "as_num"] => match m {
+                "PUT" => Ok((200, bgp::set_default_as(store, &json_body(req)?)?)),
+                _ => Err(not_allowed()),
+            },
+            ["v1", "bgp", "node_mesh"] => match m {
+                "PUT" => Ok((200, bgp::set_node_mesh(store, &json_body(req)?)?)),
+                _ => Err(not_allowed()),
+            },
+            ["v1", "bgp", "timers"] => match m {
+                "PUT" => Ok((200, bgp::set_timers(store, &json_body(req)?)?)),
+                _ => Err(not_allowed()),
+            },
+            ["v1", "bgp", "peers"] => match m {
+                "GET" => {
+                    let v = bgp::version_param(q.get("version"))?;
+                    Ok((
+                        200,
+                        serde_json::json!(bgp::list_peers(store, BGP_GLOBAL, v)?),
+                    ))
+                }
+                "POST" => {
+                    let peer = bgp::peer_from_body(&json_body(req)?)?;
+                    let key = Key::GlobalPeer { ip: peer.ip };
+                    let (created, v) = bgp::put_peer(store, &key, &peer, "global")?;
+                    Ok((if created { 201 } else { 200 }, v))
+                }
+                _ => Err(not_allowed()),
+            },
+            ["v1", "bgp", "peers", ip] => match m {
+                "DELETE" => {
+                    let ip = ipam::parse_ip(ip)?;
+                    Ok((
+                        200,
+                        bgp::delete_peer(store, &Key::GlobalPeer { ip }, ip, "global")?,
+                    ))
+                }
+                _ => Err(not_allowed()),
+            },
+            ["v1", "dump"] => match m {
+                "GET" => Ok((200, diags::dump(store)?)),
+                _ => Err(not_allowed()),
+            },
             _ => Err(ApiError::NotFound {
                 message: format!("no such route: {} {}", req.method, req.path),
                 field: None,
@@ -229,6 +360,9 @@ impl Api {
         }
     }
 }
+
+/// The prefix of the global BGP peers.
+const BGP_GLOBAL: &str = crate::store::keys::BGP_GLOBAL_PREFIX;
 
 /// The route template of a path, for metrics (bounded label values).
 fn route_name(segs: &[&str]) -> &'static str {
@@ -245,6 +379,26 @@ fn route_name(segs: &[&str]) -> &'static str {
         ["v1", "profiles", _, "rules", _] => "/v1/profiles/{name}/rules/{dir}",
         ["v1", "profiles", _, "rules", _, "remove"] => "/v1/profiles/{name}/rules/{dir}/remove",
         ["v1", "profiles", _, "rules", _, _] => "/v1/profiles/{name}/rules/{dir}/{position}",
+        ["v1", "ipam", "assign"] => "/v1/ipam/assign",
+        ["v1", "ipam", "ips", _] => "/v1/ipam/ips/{ip}",
+        ["v1", "ipam", "handles", _] => "/v1/ipam/handles/{handle}",
+        ["v1", "ipam", "handles", _, "rename"] => "/v1/ipam/handles/{handle}/rename",
+        ["v1", "ipam", "hosts", _, "routes"] => "/v1/ipam/hosts/{host}/routes",
+        ["v1", "endpoints"] => "/v1/endpoints",
+        ["v1", "endpoints", _] => "/v1/endpoints/{id}",
+        ["v1", "endpoints", _, "profiles"] => "/v1/endpoints/{id}/profiles",
+        ["v1", "nodes"] => "/v1/nodes",
+        ["v1", "nodes", _] => "/v1/nodes/{name}",
+        ["v1", "nodes", _, "status"] => "/v1/nodes/{name}/status",
+        ["v1", "nodes", _, "peers"] => "/v1/nodes/{name}/peers",
+        ["v1", "nodes", _, "peers", _] => "/v1/nodes/{name}/peers/{ip}",
+        ["v1", "bgp", "config"] => "/v1/bgp/config",
+        ["v1", "bgp", "as_num"] => "/v1/bgp/as_num",
+        ["v1", "bgp", "node_mesh"] => "/v1/bgp/node_mesh",
+        ["v1", "bgp", "timers"] => "/v1/bgp/timers",
+        ["v1", "bgp", "peers"] => "/v1/bgp/peers",
+        ["v1", "bgp", "peers", _] => "/v1/bgp/peers/{ip}",
+        ["v1", "dump"] => "/v1/dump",
         _ => "other",
     }
 }

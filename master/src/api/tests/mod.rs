@@ -4,7 +4,11 @@
 //! This file holds the harness and the cross-cutting tests (health, metrics, auth, errors, 503,
 //! shutdown); the route groups have their own files.
 
+mod bgp;
 mod concurrency;
+mod endpoints;
+mod ipam;
+mod nodes;
 mod pools;
 mod profiles;
 mod rules;
@@ -100,6 +104,11 @@ impl TestServer {
             inner: EmbeddedStore::in_memory(EmbeddedOptions::default()).expect("in-memory store"),
             down: AtomicBool::new(false),
         });
+        Self::start_on(store, token).await
+    }
+
+    /// A second master on the same store (as two masters on one etcd).
+    pub async fn start_on(store: Arc<Switchable>, token: Option<&str>) -> TestServer {
         let api = Arc::new(Api::new(store.clone(), token.map(str::to_owned)));
         let listeners = bind(&["127.0.0.1:0".parse().expect("addr")])
             .await

@@ -1,0 +1,527 @@
+//! The node routes: register or update a node, list, show, remove; per-node BGP peers; node status.
+//!
+//! Role: the store side of hosts, under the original's keys and plain-text values:
+//! `/calico/bgp/v1/host/<h>/ip_addr_v4` = `172.17.8.101`, `…/ip_addr_v6` = `fd00::1`, `…/as_num` =
+//! `64512` (absent: the default node AS), `…/peer_v4/<ip>` = `{"ip","as_num"}`. A node exists when one
+//! of its address keys does. Status reports (not in the original) live at
+//! `/calico/felix/v1/host/<h>/status` (where later Calico kept Felix's status), as the JSON the node
+//! sent plus `"reported_at"` (Unix seconds, set by the master). Inputs: the store, request JSON, path
+//! segments. Outputs: JSON answers or an [`ApiError`].
+
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    sync::Mutex,
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use serde_json::{json, Map, Value};
+
+use super::{bgp, endpoints, ipam, ApiError, CAS_RETRIES};
+use crate::{
+    model::{validate_hostname, AsNumber, Host, IpVersion},
+    store::{
+        keys::{host_bgp_prefix, Key, BGP_HOST_PREFIX, HOST_PREFIX},
+        Compare, Op, Store, Txn,
+    },
+};
+
+/// Where a node's status report is kept.
+pub(crate) fn status_key(host: &str) -> String {
+    format!("/calico/felix/v1/host/{host}/status")
+}
+
+fn not_found(name: &str) -> ApiError {
+    ApiError::not_found(
+        "name",
+        format!("Node {name} not found; see `calicoctl node show`"),
+    )
+}
+
+fn text(v: &[u8]) -> String {
+    String::from_utf8_lossy(v)
+        .trim()
+        .trim_matches('"')
+        .to_owned()
+}
+
+/// Every node, by name (peers included).
+fn all(store: &dyn Store) -> Result<BTreeMap<String, Host>, ApiError> {
+    let mut hosts: BTreeMap<String, Host> = BTreeMap::new();
+    let mut peers: BTreeMap<String, Vec<crate::model::BgpPeer>> = BTreeMap::new();
+    for kv in store.list(BGP_HOST_PREFIX)?.kvs {
+        let entry = |hosts: &mut BTreeMap<String, Host>, h: &str| {
+            hosts.entry(h.to_owned()).or_insert_with(|| Host {
+                name: h.to_owned(),
+                ipv4: None,
+                ipv6: None,
+                as_num: None,
+                peers: vec![],
+                route_reflector: None,
+            });
+        };
+        match Key::parse(&kv.key) {
+            Some(Key::HostIp { host, version }) => {
+                entry(&mut hosts, &host);
+                let t = text(&kv.value);
+                if let Some(h) = hosts.get_mut(&host) {
+                    match version {
+                        IpVersion::V4 => h.ipv4 = t.parse::<Ipv4Addr>().ok(),
+                        IpVersion::V6 => h.ipv6 = t.parse::<Ipv6Addr>().ok(),
+                    }
+                }
+            }
+            Some(Key::HostAsNum { host }) => {
+                entry(&mut hosts, &host);
+                if let Some(h) = hosts.get_mut(&host) {
+                    h.as_num = AsNumber::parse("as_num", &text(&kv.value)).ok();
+                }
+            }
+            Some(Key::HostPeer { host, .. }) => match serde_json::from_slice(&kv.value) {
+                Ok(p) => peers.entry(host).or_default().push(p),
+                Err(e) => tracing::warn!(key = %kv.key, error = %e, "skipping a malformed peer"),
+            },
+            _ => {}
+        }
+    }
+    hosts.retain(|_, h| h.ipv4.is_some() || h.ipv6.is_some());
+    for (name, list) in peers {
+        if let Some(h) = hosts.get_mut(&name) {
+            h.peers = list;
+        }
+    }
+    Ok(hosts)
+}
+
+fn get_host(store: &dyn Store, name: &str) -> Result<Host, ApiError> {
+    validate_hostname("name", name)?;
+    all(store)?.remove(name).ok_or_else(|| not_found(name))
+}
+
+fn host_json(h: &Host, default_as: AsNumber) -> Value {
+    json!({
+        "name": h.name,
+        "ip_addr_v4": h.ipv4,
+        "ip_addr_v6": h.ipv6,
+        "as_num": h.as_num,
+        "effective_as": h.as_num.unwrap_or(default_as),
+        "peers": h.peers,
+    })
+}
+
+/// `GET /v1/nodes[?detailed=true]`; detailed adds each node's endpoint count and status summary.
+pub(crate) fn list(store: &dyn Store, detailed: bool) -> Result<Value, ApiError> {
+    let default_as = bgp::default_as(store)?;
+    let hosts = all(store)?;
+    let eps = if detailed {
+        endpoints::all(store, None)?
+    } else {
+        vec![]
+    };
+    let mut out = Vec::new();
+    for h in hosts.values() {
+        let mut v = host_json(h, default_as);
+        if detailed {
+            let count = eps.iter().filter(|e| e.hostname == h.name).count();
+            let status = status_value(store, &h.name)?;
+            if let Some(obj) = v.as_object_mut() {
+                obj.insert("endpoints".into(), json!(count));
+                obj.insert(
+                    "state".into(),
+                    status
+                        .as_ref()
+                        .map_or(json!("unknown"), |s| s["state"].clone()),
+                );
+                obj.insert(
+                    "reported_at".into(),
+                    status.map_or(Value::Null, |s| s["reported_at"].clone()),
+                );
+            }
+        }
+        out.push(v);
+    }
+    Ok(Value::Array(out))
+}
+
+/// `GET /v1/nodes/<name>`.
+pub(crate) fn get(store: &dyn Store, name: &str) -> Result<Value, ApiError> {
+    let h = get_host(store, name)?;
+    Ok(host_json(&h, bgp::default_as(store)?))
+}
+
+/// `PUT /v1/nodes/<name> {"ip_addr_v4"?, "ip_addr_v6"?, "as_num"?}`: register or replace the node's
+/// addresses and AS (an absent or null member is removed). Returns (created?, answer).
+pub(crate) fn put(store: &dyn Store, name: &str, body: &Value) -> Result<(bool, Value), ApiError> {
+    validate_hostname("name", name)?;
+    let obj = body.as_object().ok_or_else(|| {
+        ApiError::bad_request(
+            "body",
+            "expected {\"ip_addr_v4\": \"172.17.8.101\", \"as_num\": 64512}",
+        )
+    })?;
+    if let Some(k) = obj
+        .keys()
+        .find(|k| !matches!(k.as_str(), "ip_addr_v4" | "ip_addr_v6" | "as_num"))
+    {
+        return Err(ApiError::bad_request(
+            k,
+            "unknown field; a node has ip_addr_v4, ip_addr_v6 and as_num",
+        ));
+    }
+    let addr = |f: &str| -> Result<Option<IpAddr>, ApiError> {
+        match obj.get(f) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => s
+                .parse()
+                .map(Some)
+                .map_err(|_| ApiError::bad_request(f, format!("`{s}` is not an IP address"))),
+            Some(_) => Err(ApiError::bad_request(f, "must be a string")),
+        }
+    };
+    let ipv4 = match addr("ip_addr_v4")? {
+        None => None,
+        Some(IpAddr::V4(a)) => Some(a),
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "ip_addr_v4",
+                format!("{other} is not an IPv4 address"),
+            ))
+        }
+    };
+    let ipv6 = match addr("ip_addr_v6")? {
+        None => None,
+        Some(IpAddr::V6(a)) => Some(a),
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "ip_addr_v6",
+                format!("{other} is not an IPv6 address"),
+            ))
+        }
+    };
+    let as_num = match obj.get("as_num") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => Some(AsNumber::parse("as_num", &n.to_string())?),
+        Some(Value::String(s)) => Some(AsNumber::parse("as_num", s)?),
+        Some(_) => return Err(ApiError::bad_request("as_num", "must be a number")),
+    };
+    let mut host = Host {
+        name: name.to_owned(),
+        ipv4,
+        ipv6,
+        as_num,
+        peers: vec![],
+        route_reflector: None,
+    };
+    if let Ok(existing) = get_host(store, name) {
+        host.peers = existing.peers;
+    }
+    host.validate()?;
+    let keys = [
+        (
+            Key::HostIp {
+                host: name.into(),
+                version: IpVersion::V4,
+            }
+            .path(),
+            ipv4.map(|a| a.to_string()),
+        ),
+        (
+            Key::HostIp {
+                host: name.into(),
+                version: IpVersion::V6,
+            }
+            .path(),
+            ipv6.map(|a| a.to_string()),
+        ),
+        (
+            Key::HostAsNum { host: name.into() }.path(),
+            as_num.map(|a| a.to_string()),
+        ),
+    ];
+    for _ in 0..CAS_RETRIES {
+        let mut txn = Txn::new();
+        let mut existed = false;
+        let mut changed = false;
+        for (key, want) in &keys {
+            let cur = store.get(key)?;
+            existed |= cur.is_some() && !key.ends_with("as_num");
+            txn = txn.when(Compare::mod_revision(
+                key,
+                cur.as_ref().map_or(0, |kv| kv.mod_revision),
+            ));
+            match (want, &cur) {
+                (Some(w), Some(kv)) if kv.value == w.as_bytes() => {}
+                (Some(w), _) => {
+                    changed = true;
+                    txn = txn.and_then(Op::put(key, w.as_bytes()));
+                }
+                (None, Some(_)) => {
+                    changed = true;
+                    txn = txn.and_then(Op::delete(key));
+                }
+                (None, None) => {}
+            }
+        }
+        if !changed {
+            return Ok((
+                false,
+                json!({"message": format!("Node {name} is unchanged"), "changed": false}),
+            ));
+        }
+        if store.txn(txn)?.succeeded {
+            let verb = if existed { "Updated" } else { "Registered" };
+            return Ok((
+                !existed,
+                json!({"message": format!("{verb} node {name}"), "changed": true, "node": host_json(&host, bgp::default_as(store)?)}),
+            ));
+        }
+    }
+    Err(ApiError::Contended(format!("node {name}")))
+}
+
+/// `DELETE /v1/nodes/<name>[?force=true]`: refused (409, listing them) while the node has endpoints;
+/// forced, its endpoints are removed (their addresses released) first. The node's BGP keys, status and
+/// host config go, and its IPAM blocks lose their affinity (empty ones are deleted).
+pub(crate) fn remove(
+    store: &dyn Store,
+    ipam_lock: &Mutex<()>,
+    name: &str,
+    force: bool,
+) -> Result<Value, ApiError> {
+    get_host(store, name)?;
+    let eps = endpoints::all_kvs(store, Some(name))?;
+    if !eps.is_empty() && !force {
+        let ids: Vec<&str> = eps.iter().map(|(e, _)| e.endpoint_id.as_str()).collect();
+        return Err(ApiError::Conflict {
+            message: format!(
+                "Node {name} still has endpoint(s) {}; remove them or use --force",
+                ids.join(", ")
+            ),
+            field: Some("name".into()),
+            details: Some(json!({"endpoints": ids})),
+        });
+    }
+    for (ep, kv) in &eps {
+        endpoints::delete_and_release(store, ipam_lock, ep, kv.mod_revision)?;
+    }
+    store.txn(
+        Txn::new()
+            .and_then(Op::delete_prefix(host_bgp_prefix(name)))
+            .and_then(Op::delete_prefix(format!("{HOST_PREFIX}{name}/")))
+            .and_then(Op::delete(status_key(name))),
+    )?;
+    let _guard = ipam::lock(ipam_lock);
+    for _ in 0..CAS_RETRIES {
+        let loaded = ipam::load(store)?;
+        let changes = loaded.state.release_host_affinity(name);
+        let mut all_done = true;
+        for c in &changes {
+            all_done &= store.txn(ipam::cas_txn(c, loaded.rev(&c.cidr))?)?.succeeded;
+        }
+        if all_done {
+            return Ok(json!({
+                "message": format!("Removed node {name}"),
+                "changed": true,
+                "endpoints_removed": eps.len(),
+            }));
+        }
+    }
+    Err(ApiError::Contended(format!(
+        "the IPAM blocks of node {name}"
+    )))
+}
+
+/// `GET /v1/nodes/<name>/peers[?version=4|6]`.
+pub(crate) fn peers(
+    store: &dyn Store,
+    name: &str,
+    version: Option<&str>,
+) -> Result<Value, ApiError> {
+    get_host(store, name)?;
+    let v = bgp::version_param(version)?;
+    Ok(json!(bgp::list_peers(store, &host_bgp_prefix(name), v)?))
+}
+
+/// `POST /v1/nodes/<name>/peers {"ip","as_num",…}`. Returns (created?, answer).
+pub(crate) fn add_peer(
+    store: &dyn Store,
+    name: &str,
+    body: &Value,
+) -> Result<(bool, Value), ApiError> {
+    let host = get_host(store, name)?;
+    let peer = bgp::peer_from_body(body)?;
+    if Some(peer.ip) == host.ipv4.map(IpAddr::V4) || Some(peer.ip) == host.ipv6.map(IpAddr::V6) {
+        return Err(ApiError::bad_request(
+            "ip",
+            format!(
+                "{} is node {name}'s own address; a node cannot peer with itself",
+                peer.ip
+            ),
+        ));
+    }
+    let key = Key::HostPeer {
+        host: name.into(),
+        ip: peer.ip,
+    };
+    bgp::put_peer(store, &key, &peer, &format!("node {name}"))
+}
+
+/// `DELETE /v1/nodes/<name>/peers/<ip>`.
+pub(crate) fn remove_peer(store: &dyn Store, name: &str, ip: &str) -> Result<Value, ApiError> {
+    get_host(store, name)?;
+    let ip = ipam::parse_ip(ip)?;
+    bgp::delete_peer(
+        store,
+        &Key::HostPeer {
+            host: name.into(),
+            ip,
+        },
+        ip,
+        &format!("node {name}"),
+    )
+}
+
+fn status_value(store: &dyn Store, name: &str) -> Result<Option<Value>, ApiError> {
+    match store.get(&status_key(name))? {
+        None => Ok(None),
+        Some(kv) => Ok(Some(serde_json::from_slice(&kv.value).map_err(|e| {
+            ApiError::Internal(format!("the stored status of {name} is malformed: {e}"))
+        })?)),
+    }
+}
+
+fn count(obj: &Map<String, Value>, f: &str, ctx: &str) -> Result<u64, ApiError> {
+    match obj.get(f) {
+        None | Some(Value::Null) => Ok(0),
+        Some(v) => v.as_u64().ok_or_else(|| {
+            ApiError::bad_request(f, format!("{ctx}: {v} is not a count (0 or more)"))
+        }),
+    }
+}
+
+fn opt_str(obj: &Map<String, Value>, f: &str, ctx: &str) -> Result<Value, ApiError> {
+    match obj.get(f) {
+        None | Some(Value::Null) => Ok(Value::Null),
+        Some(Value::String(s)) => Ok(json!(s)),
+        Some(v) => Err(ApiError::bad_request(
+            f,
+            format!("{ctx}: {v} is not a string"),
+        )),
+    }
+}
+
+/// `PUT /v1/nodes/<name>/status`: a node's report, normalised and stamped.
+/// `{"state"?, "felix": {"programmed","failed","version"?}, "bgp": [{"peer","asn","type","state","since",
+/// "routes_received","routes_accepted","routes_advertised"}]}`; type is mesh, global or node.
+pub(crate) fn put_status(store: &dyn Store, name: &str, body: &Value) -> Result<Value, ApiError> {
+    get_host(store, name)?;
+    let obj = body
+        .as_object()
+        .ok_or_else(|| ApiError::bad_request("body", "expected {\"felix\": {…}, \"bgp\": […]}"))?;
+    if let Some(k) = obj
+        .keys()
+        .find(|k| !matches!(k.as_str(), "state" | "felix" | "bgp"))
+    {
+        return Err(ApiError::bad_request(
+            k,
+            "unknown field; a status has state, felix and bgp",
+        ));
+    }
+    let empty = Map::new();
+    let felix = match obj.get("felix") {
+        None | Some(Value::Null) => &empty,
+        Some(Value::Object(f)) => f,
+        Some(_) => return Err(ApiError::bad_request("felix", "must be an object")),
+    };
+    let felix = json!({
+        "programmed": count(felix, "programmed", "felix")?,
+        "failed": count(felix, "failed", "felix")?,
+        "version": opt_str(felix, "version", "felix")?,
+    });
+    let mut sessions = Vec::new();
+    let list = match obj.get("bgp") {
+        None | Some(Value::Null) => &[][..],
+        Some(Value::Array(l)) => l.as_slice(),
+        Some(_) => return Err(ApiError::bad_request("bgp", "must be a list of sessions")),
+    };
+    for (i, s) in list.iter().enumerate() {
+        let ctx = format!("bgp session {}", i + 1);
+        let s = s
+            .as_object()
+            .ok_or_else(|| ApiError::bad_request("bgp", format!("{ctx} is not an object")))?;
+        let peer = match s.get("peer") {
+            Some(Value::String(p)) => p.parse::<IpAddr>().map_err(|_| {
+                ApiError::bad_request("peer", format!("{ctx}: `{p}` is not an IP address"))
+            })?,
+            _ => {
+                return Err(ApiError::bad_request(
+                    "peer",
+                    format!("{ctx}: the peer's address is required"),
+                ))
+            }
+        };
+        let asn = match s.get("asn") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(
+                AsNumber::parse(
+                    "asn",
+                    v.as_str().map_or(v.to_string(), str::to_owned).as_str(),
+                )
+                .map_err(|e| ApiError::bad_request("asn", format!("{ctx}: {}", e.reason)))?,
+            ),
+        };
+        let kind = s.get("type").and_then(Value::as_str).unwrap_or("");
+        if !matches!(kind, "mesh" | "global" | "node") {
+            return Err(ApiError::bad_request(
+                "type",
+                format!("{ctx}: type must be mesh, global or node"),
+            ));
+        }
+        let state = match s.get("state") {
+            Some(Value::String(st)) if !st.is_empty() => st.clone(),
+            _ => {
+                return Err(ApiError::bad_request(
+                    "state",
+                    format!("{ctx}: the session state is required"),
+                ))
+            }
+        };
+        sessions.push(json!({
+            "peer": peer.to_string(), "asn": asn, "type": kind, "state": state,
+            "since": opt_str(s, "since", &ctx)?,
+            "routes_received": count(s, "routes_received", &ctx)?,
+            "routes_accepted": count(s, "routes_accepted", &ctx)?,
+            "routes_advertised": count(s, "routes_advertised", &ctx)?,
+        }));
+    }
+    let state = match obj.get("state") {
+        None | Some(Value::Null) => "running".to_owned(),
+        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+        Some(v) => {
+            return Err(ApiError::bad_request(
+                "state",
+                format!("{v} is not a state"),
+            ))
+        }
+    };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let report =
+        json!({"node": name, "state": state, "reported_at": now, "felix": felix, "bgp": sessions});
+    store.put(&status_key(name), report.to_string().as_bytes())?;
+    Ok(
+        json!({"message": format!("Status of node {name} recorded"), "changed": true, "status": report}),
+    )
+}
+
+/// `GET /v1/nodes/<name>/status`; 404 when the node never reported.
+pub(crate) fn status(store: &dyn Store, name: &str) -> Result<Value, ApiError> {
+    get_host(store, name)?;
+    status_value(store, name)?.ok_or_else(|| {
+        ApiError::not_found(
+            "name",
+            format!("Node {name} has not reported its status yet; is calico-node running there?"),
+        )
+    })
+}
