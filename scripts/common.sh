@@ -47,5 +47,9 @@ build_release() {
   (cd "$ROOT" && cargo build --release --workspace --bins --quiet)
 }
 
+# Packages the build needs: protoc and libprotobuf-dev's .proto files (a recommend of protobuf-compiler,
+# which apt installs by default) for etcd-client.
+BUILD_PACKAGES=(protobuf-compiler libprotobuf-dev)
+
 # Packages the lab needs at run time.
 LAB_PACKAGES=(iproute2 iputils-ping procps util-linux busybox-static docker.io nftables iptables)

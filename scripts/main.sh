@@ -10,7 +10,7 @@ require_root
 
 case "${1:-up}" in
   up)
-    ensure_packages "${LAB_PACKAGES[@]}"
+    ensure_packages "${BUILD_PACKAGES[@]}" "${LAB_PACKAGES[@]}"
     ensure_rust
     build_release
     say "starting the demo lab"

@@ -7,7 +7,7 @@ source "$(dirname "$0")/common.sh"
 require_root
 cd "$ROOT"
 
-ensure_packages "${LAB_PACKAGES[@]}" etcd-server etcd-client ruby
+ensure_packages "${BUILD_PACKAGES[@]}" "${LAB_PACKAGES[@]}" etcd-server etcd-client openssl ruby
 ensure_rust
 
 failed=0
