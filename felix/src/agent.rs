@@ -86,10 +86,11 @@ fn addresses(ep: Option<&Endpoint>) -> BTreeSet<IpAddr> {
 }
 
 impl Felix {
-    /// Felix for the namespace at `netns` (`None`: its own), running `nft` as `nft` says.
-    pub fn new(netns: Option<&Path>, nft: Vec<String>) -> Result<Felix, Error> {
+    /// Felix for the namespace at `netns` (`None`: its own), running tools there with the `exec`
+    /// prefix (empty, or `ip netns exec NAME`).
+    pub fn new(netns: Option<&Path>, exec: Vec<String>) -> Result<Felix, Error> {
         Ok(Felix {
-            firewall: Firewall::new(netns, nft)?,
+            firewall: Firewall::new(netns, exec)?,
             routes: Routes::new(netns)?,
             flows: Flows::new(netns)?,
             status: BTreeMap::new(),
@@ -101,10 +102,8 @@ impl Felix {
     /// Felix for the named namespace (`/run/netns/NAME`).
     pub fn in_named_netns(name: &str) -> Result<Felix, Error> {
         let path = PathBuf::from("/run/netns").join(name);
-        let nft = ["ip", "netns", "exec", name, "nft"]
-            .map(String::from)
-            .to_vec();
-        Felix::new(Some(&path), nft)
+        let exec = ["ip", "netns", "exec", name].map(String::from).to_vec();
+        Felix::new(Some(&path), exec)
     }
 
     /// Sets the host-wide settings (the IPv6 gateway, the endpoint-to-host action, …); they apply from

@@ -35,20 +35,37 @@ pub struct Applied {
     pub elapsed: Duration,
 }
 
+/// The rule that lets a host whose FORWARD policy is DROP (Docker sets it) forward exactly what Felix's
+/// policy allowed: a match on the mark Felix sets, as arguments after `iptables -X FORWARD`.
+pub const FORWARD_ACCEPT: &[&str] = &[
+    "-m",
+    "mark",
+    "--mark",
+    "0x2000000/0x2000000",
+    "-m",
+    "comment",
+    "--comment",
+    "calico: forwarded endpoint traffic allowed by Felix's policy",
+    "-j",
+    "ACCEPT",
+];
+
 /// Felix's firewall in one network namespace.
 #[derive(Debug)]
 pub struct Firewall {
     socket: Socket,
-    nft: Vec<String>,
+    /// Runs a tool in the namespace (empty: here; or `ip netns exec NAME`).
+    exec: Vec<String>,
     /// The desired state, which the kernel holds when `in_sync`.
     state: DesiredState,
     in_sync: bool,
 }
 
 impl Firewall {
-    /// A firewall for the namespace at `netns` (`None`: the caller's own). `nft` is the command that runs
-    /// `nft` in that namespace (e.g. `["nft"]`, or `["ip", "netns", "exec", NAME, "nft"]`).
-    pub fn new(netns: Option<&Path>, nft: Vec<String>) -> Result<Firewall, Error> {
+    /// A firewall for the namespace at `netns` (`None`: the caller's own). `exec` is the command prefix
+    /// that runs a tool (`nft`, `iptables`) in that namespace: empty for the caller's own, or
+    /// `["ip", "netns", "exec", NAME]`.
+    pub fn new(netns: Option<&Path>, exec: Vec<String>) -> Result<Firewall, Error> {
         let protocol = Some(rustix::net::netlink::NETFILTER);
         let socket = match netns {
             Some(path) => Socket::open_in(path, protocol)?,
@@ -56,7 +73,7 @@ impl Firewall {
         };
         Ok(Firewall {
             socket,
-            nft,
+            exec,
             state: DesiredState::default(),
             in_sync: false,
         })
@@ -65,10 +82,8 @@ impl Firewall {
     /// The firewall of the named namespace (`/run/netns/NAME`), running `nft` there through `ip netns`.
     pub fn in_named_netns(name: &str) -> Result<Firewall, Error> {
         let path = PathBuf::from("/run/netns").join(name);
-        let nft = ["ip", "netns", "exec", name, "nft"]
-            .map(String::from)
-            .to_vec();
-        Firewall::new(Some(&path), nft)
+        let exec = ["ip", "netns", "exec", name].map(String::from).to_vec();
+        Firewall::new(Some(&path), exec)
     }
 
     /// Makes the kernel hold `desired` (compared whole with what it holds). On failure the next apply
@@ -193,6 +208,7 @@ impl Firewall {
 
     fn replace_all(&self) -> Result<Applied, Error> {
         self.run_nft("full", &render_table(&self.state))?;
+        self.ensure_forward_accept()?;
         Ok(Applied {
             full: true,
             scripts: 1,
@@ -220,10 +236,37 @@ impl Firewall {
         Ok(done)
     }
 
+    /// Makes sure the host's FORWARD chain (IPv4 and IPv6) accepts what Felix's policy allowed: one
+    /// `-C` probe per family, and one `-I` when the rule is missing.
+    fn ensure_forward_accept(&self) -> Result<(), Error> {
+        for tool in ["iptables", "ip6tables"] {
+            let run = |op: &str, extra: &[&str]| -> Result<std::process::Output, Error> {
+                let mut argv: Vec<&str> = self.exec.iter().map(String::as_str).collect();
+                argv.extend([tool, "-w", op, "FORWARD"]);
+                argv.extend_from_slice(extra);
+                argv.extend_from_slice(FORWARD_ACCEPT);
+                Ok(Command::new(argv[0]).args(&argv[1..]).output()?)
+            };
+            if !run("-C", &[])?.status.success() {
+                let out = run("-I", &["1"])?;
+                if !out.status.success() {
+                    return Err(NftError {
+                        phase: "FORWARD accept rule",
+                        stderr: format!("{tool}: {}", String::from_utf8_lossy(&out.stderr).trim()),
+                    }
+                    .into());
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn run_nft(&self, phase: &'static str, script: &str) -> Result<(), Error> {
-        let (program, args) = self.nft.split_first().ok_or_else(|| NftError {
+        let mut argv: Vec<&str> = self.exec.iter().map(String::as_str).collect();
+        argv.push("nft");
+        let (program, args) = argv.split_first().ok_or_else(|| NftError {
             phase,
-            stderr: "no nft command configured".into(),
+            stderr: "no nft command".into(),
         })?;
         let mut child = Command::new(program)
             .args(args)

@@ -117,6 +117,15 @@ pub struct Config {
     /// The host's IPv6 address, which IPv6 endpoints use as their gateway (answered by a proxy neighbour
     /// on each endpoint interface).
     pub ipv6_gateway: Option<Ipv6Addr>,
+    /// The IP pools: traffic from a pool with nat-outgoing to anywhere outside every pool is masqueraded.
+    pub pools: Vec<Pool>,
+}
+
+/// An IP pool as Felix needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pool {
+    pub cidr: IpNet,
+    pub nat_outgoing: bool,
 }
 
 impl Default for Config {
@@ -125,6 +134,7 @@ impl Default for Config {
             iface_prefix: "cali".to_string(),
             endpoint_to_host: EndpointToHost::Drop,
             ipv6_gateway: None,
+            pools: Vec::new(),
         }
     }
 }

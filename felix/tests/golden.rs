@@ -5,7 +5,8 @@
 use std::path::PathBuf;
 
 use calico_felix::model::{
-    Action, DesiredState, Endpoint, EndpointToHost, Mac, Port, Profile, Protocol, Rule, TagMembers,
+    Action, DesiredState, Endpoint, EndpointToHost, Mac, Pool, Port, Profile, Protocol, Rule,
+    TagMembers,
 };
 use calico_felix::nft::table::render_table;
 
@@ -167,6 +168,16 @@ fn an_endpoint_with_several_profiles_tries_them_in_order() {
         ),
     );
     s.config.endpoint_to_host = EndpointToHost::Accept;
+    s.config.pools = vec![
+        Pool {
+            cidr: "10.65.0.0/16".parse().unwrap(),
+            nat_outgoing: true,
+        },
+        Pool {
+            cidr: "fd00:65::/64".parse().unwrap(),
+            nat_outgoing: false,
+        },
+    ];
     check("several_profiles", &s);
 }
 

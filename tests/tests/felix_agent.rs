@@ -10,7 +10,7 @@ use anyhow::{ensure, Result};
 use calico_felix::agent::{EndpointStatus, Felix};
 use calico_felix::changes::Change;
 use calico_felix::flows::Flows;
-use calico_felix::model::{Action, Config, Endpoint, Mac, Port, Profile, Protocol, Rule};
+use calico_felix::model::{Action, Config, Endpoint, Mac, Pool, Port, Profile, Protocol, Rule};
 use calico_lab::lab::iface_name;
 use calico_lab::reach::{assert_no_ping, assert_ping};
 use calico_lab::{Lab, Workload};
@@ -44,7 +44,7 @@ fn felix_programs_flushes_retries_and_repairs() -> Result<()> {
         rustix::process::geteuid().is_root(),
         "needs root: run the README's test command"
     );
-    Lab::builder("felixagent").hosts(1).run(|lab| {
+    Lab::builder("felixagent").hosts(2).run(|lab| {
         let h1 = lab.host(1);
         h1.place()
             .sysctl(&["net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"])
@@ -62,9 +62,20 @@ fn felix_programs_flushes_retries_and_repairs() -> Result<()> {
             Some("fd00:65::12".parse()?),
         )?;
         let w3 = lab.workload_unrouted(h1, "w3", Some("10.65.0.13".parse()?), None)?;
+        // Docker sets the FORWARD policy to DROP: everything forwarded below relies on the rule Felix
+        // adds for the traffic its policy allowed.
+        h1.cmd(&["iptables", "-P", "FORWARD", "DROP"]).run()?;
+        h1.cmd(&["ip6tables", "-P", "FORWARD", "DROP"]).run()?;
         let mut felix = Felix::in_named_netns(&h1.ns)?;
+        let pool = |nat| {
+            vec![Pool {
+                cidr: "10.65.0.0/16".parse().unwrap(),
+                nat_outgoing: nat,
+            }]
+        };
         felix.set_config(Config {
             ipv6_gateway: Some(h1.ip6),
+            pools: pool(true),
             ..Config::default()
         });
         let mut changes = vec![
@@ -196,6 +207,22 @@ fn felix_programs_flushes_retries_and_repairs() -> Result<()> {
             again.route_repairs == 0 && again.firewall_drift.is_none(),
             "{again:?}"
         );
+        // nat-outgoing: h2 has no route to the pool, so w1 reaches it only masqueraded as h1.
+        let h2 = lab.host(2);
+        assert_ping(&w1, IpAddr::V4(h2.ip), CONVERGE)?;
+        let forward = h1.cmd(&["iptables", "-S", "FORWARD"]).stdout()?;
+        ensure!(
+            forward.contains("0x2000000/0x2000000") && forward.contains("-j ACCEPT"),
+            "{forward}"
+        );
+        felix.set_config(Config {
+            ipv6_gateway: Some(h1.ip6),
+            pools: pool(false),
+            ..Config::default()
+        });
+        ensure!(felix.apply(&[], Instant::now()).is_ok());
+        assert_no_ping(&w1, IpAddr::V4(h2.ip))?;
+        assert_ping(&w4, ip("10.65.0.11"), CONVERGE)?;
         let metrics = felix.metrics_text();
         ensure!(
             metrics.contains("felix_resyncs_total 2")

@@ -51,6 +51,37 @@ fn render_sets(s: &mut String, state: &DesiredState) {
     );
     s.push_str("\tmap ep-out {\n\t\ttype ifname : verdict\n\t\tcomment \"endpoint interface to its outbound policy\"\n\t}\n");
     s.push_str("\tmap ep-in {\n\t\ttype ifname : verdict\n\t\tcomment \"endpoint interface to its inbound policy\"\n\t}\n");
+    for (version, ty) in [(4, "ipv4_addr"), (6, "ipv6_addr")] {
+        let pools = |nat_only: bool| -> Vec<String> {
+            state
+                .config
+                .pools
+                .iter()
+                .filter(|p| {
+                    (p.cidr.addr().is_ipv4() == (version == 4)) && (p.nat_outgoing || !nat_only)
+                })
+                .map(|p| p.cidr.trunc().to_string())
+                .collect()
+        };
+        for (name, comment, members) in [
+            (format!("pools-v{version}"), "every IP pool", pools(false)),
+            (
+                format!("nat-pools-v{version}"),
+                "IP pools with nat-outgoing",
+                pools(true),
+            ),
+        ] {
+            let elements = if members.is_empty() {
+                String::new()
+            } else {
+                format!("\n\t\telements = {{ {} }}", members.join(", "))
+            };
+            let _ = writeln!(
+                s,
+                "\tset {name} {{\n\t\ttype {ty}; flags interval; comment \"{comment}\";{elements}\n\t}}"
+            );
+        }
+    }
     for tag in used_tags(state) {
         for version in [4, 6] {
             let _ = writeln!(
@@ -109,6 +140,11 @@ fn render_base_chains(s: &mut String, state: &DesiredState) {
 \tchain to-endpoint {{
 \t\toifname vmap @ep-in
 \t\tdrop comment \"no policy for this endpoint\"
+\t}}
+\tchain nat-outgoing {{
+\t\ttype nat hook postrouting priority srcnat - 1; policy accept;
+\t\tip saddr @nat-pools-v4 ip daddr != @pools-v4 masquerade comment \"nat-outgoing: leaving the pools\"
+\t\tip6 saddr @nat-pools-v6 ip6 daddr != @pools-v6 masquerade comment \"nat-outgoing: leaving the pools\"
 \t}}
 "
     );
@@ -275,6 +311,7 @@ mod tests {
         assert_eq!(counts.get("input"), Some(&7));
         assert_eq!(counts.get("from-endpoint"), Some(&3));
         assert_eq!(counts.get("to-endpoint"), Some(&2));
-        assert_eq!(counts.len(), 4);
+        assert_eq!(counts.get("nat-outgoing"), Some(&2));
+        assert_eq!(counts.len(), 5);
     }
 }
