@@ -82,11 +82,43 @@ enum Probe {
         #[arg(long, default_value_t = 1000)]
         timeout_ms: u64,
     },
+    /// Hold one connection to an echo server for SECONDS, exchanging a line every 100 ms; exit 0 only
+    /// if every exchange came back whole and in time (a flow that must survive a dataplane change).
+    Stream {
+        addr: SocketAddr,
+        #[arg(long)]
+        seconds: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 enum Serve {
     Tcp { addr: SocketAddr },
+}
+
+fn stream(addr: SocketAddr, seconds: u64) -> Result<ExitCode> {
+    let mut conn = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    conn.set_read_timeout(Some(Duration::from_secs(2)))?;
+    println!("connected {addr}");
+    std::io::stdout().flush()?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(seconds);
+    let mut n = 0u64;
+    while std::time::Instant::now() < deadline {
+        let line = format!("line {n}\n");
+        conn.write_all(line.as_bytes())?;
+        let mut back = vec![0u8; line.len()];
+        conn.read_exact(&mut back)?;
+        if back != line.as_bytes() {
+            anyhow::bail!(
+                "exchange {n} came back as {:?}",
+                String::from_utf8_lossy(&back)
+            );
+        }
+        n += 1;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    println!("held {addr} for {seconds} s: {n} exchanges");
+    Ok(ExitCode::SUCCESS)
 }
 
 fn main() -> ExitCode {
@@ -195,6 +227,9 @@ fn run(command: Command) -> Result<ExitCode> {
                 },
             )
         }
+        Command::Probe {
+            kind: Probe::Stream { addr, seconds },
+        } => return stream(addr, seconds),
         Command::Serve {
             kind: Serve::Tcp { addr },
         } => {

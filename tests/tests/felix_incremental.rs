@@ -144,12 +144,39 @@ fn endpoints_and_rules_change_incrementally() -> Result<()> {
         assert_no_tcp(&w3, SocketAddr::new(ip("10.65.0.12"), 7000))?;
         assert_tcp(&w1, SocketAddr::new(ip("10.65.0.12"), 7000), CONVERGE)?;
 
-        // A new Firewall (a restarted Felix) replaces the table atomically and converges.
+        // A new Firewall (a restarted Felix) replaces the table atomically and converges, and a
+        // connection established before keeps flowing through the restart.
+        let bin = calico_lab::lab_bin().display().to_string();
+        let mut held = lab.spawn(
+            "held",
+            &w1.place(),
+            &[
+                bin.as_str(),
+                "probe",
+                "stream",
+                "10.65.0.12:7000",
+                "--seconds",
+                "4",
+            ],
+        )?;
+        calico_lab::wait::wait_until(CONVERGE, "the held connection", || {
+            Ok(held.log_text().contains("connected"))
+        })?;
         drop(fw);
         let mut restarted = Firewall::in_named_netns(&h1.ns)?;
         ensure!(restarted.apply(&removed)?.full);
         assert_tcp(&w1, SocketAddr::new(ip("10.65.0.12"), 7000), CONVERGE)?;
         assert_no_ping(&w1, ip("10.65.0.12"))?;
+        calico_lab::wait::wait_until(
+            Duration::from_secs(15),
+            "the held connection to finish",
+            || Ok(!held.running()),
+        )?;
+        ensure!(
+            held.log_text().contains("held 10.65.0.12:7000 for 4 s"),
+            "{}",
+            held.log_text()
+        );
         Ok(())
     })
 }
