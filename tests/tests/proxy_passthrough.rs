@@ -352,3 +352,120 @@ fn an_unreachable_daemon_gets_a_docker_style_502() -> Result<()> {
     ensure!(second.starts_with("HTTP/1.1 502"), "{second}");
     Ok(())
 }
+
+/// Open TCP connections to or from `port` (neither listening nor in TIME_WAIT, which holds no socket):
+/// once every client is gone, the proxy must hold none on its port.
+fn connections_on(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/self/net/tcp").unwrap_or_default()
+        + &std::fs::read_to_string("/proc/self/net/tcp6").unwrap_or_default();
+    let port_of = |field: &str| {
+        field
+            .rsplit(':')
+            .next()
+            .and_then(|p| u16::from_str_radix(p, 16).ok())
+    };
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            f.len() > 3
+                && (port_of(f[1]) == Some(port) || port_of(f[2]) == Some(port))
+                && f[3] != "0A"
+                && f[3] != "06"
+        })
+        .count()
+}
+
+fn http_get(addr: SocketAddr, path: &str) -> Result<String> {
+    let mut conn = TcpStream::connect(addr)?;
+    conn.set_read_timeout(Some(Duration::from_secs(20)))?;
+    conn.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n").as_bytes(),
+    )?;
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer)?;
+    Ok(answer)
+}
+
+#[test]
+fn many_clients_at_once_and_clients_that_vanish() -> Result<()> {
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "needs root: run the README's test command"
+    );
+    Lab::builder("proxyload").hosts(1).run(|lab| {
+        lab.docker()?;
+        let proxy = RunningProxy::start("/var/run/docker.sock")?;
+        let addr = proxy.addr;
+        // Settle: one request opens whatever the runtime keeps open.
+        ensure!(http_get(addr, "/_ping")?.contains("OK"));
+
+        // 100 clients at once, each a whole request and answer.
+        let clients: Vec<_> = (0..100)
+            .map(|_| std::thread::spawn(move || http_get(addr, "/v1.41/version")))
+            .collect();
+        for c in clients {
+            let answer = c
+                .join()
+                .map_err(|_| anyhow::anyhow!("a client thread panicked"))??;
+            ensure!(
+                answer.starts_with("HTTP/1.1 200") && answer.contains("ApiVersion"),
+                "{answer}"
+            );
+        }
+
+        // Clients that vanish mid-stream: a followed log and an event stream, dropped unread.
+        let id = docker(
+            &format!("tcp://{addr}"),
+            &[
+                "run",
+                "-d",
+                "--label",
+                LABEL,
+                IMAGE,
+                "sh",
+                "-c",
+                "while true; do echo tick; sleep 0.1; done",
+            ],
+        )
+        .stdout()?;
+        for path in [
+            format!("/v1.41/containers/{id}/logs?follow=1&stdout=1"),
+            "/v1.41/events".to_string(),
+        ] {
+            let mut conn = TcpStream::connect(addr)?;
+            conn.write_all(format!("GET {path} HTTP/1.1\r\nHost: docker\r\n\r\n").as_bytes())?;
+            let mut first = [0u8; 64];
+            let _ = conn.read(&mut first)?;
+            drop(conn);
+        }
+        // A slow client: the request trickles in a byte at a time.
+        let mut slow = TcpStream::connect(addr)?;
+        for b in b"GET /_ping HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n" {
+            slow.write_all(&[*b])?;
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let mut answer = String::new();
+        slow.read_to_string(&mut answer)?;
+        ensure!(answer.contains("OK"), "{answer}");
+        ensure!(
+            connections_on(addr.port()) > 0,
+            "the check sees a connection still open"
+        );
+        drop(slow);
+
+        // Nothing leaks: the proxy's client connections are all closed again (each one's upstream
+        // connection lives and dies with it).
+        calico_lab::wait::wait_until(
+            Duration::from_secs(10),
+            "the proxy's connections to close",
+            || Ok(connections_on(addr.port()) == 0),
+        )?;
+        ensure!(
+            http_get(addr, "/_ping")?.contains("OK"),
+            "the proxy still serves"
+        );
+        Ok(())
+    })
+}
