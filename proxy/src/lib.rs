@@ -9,5 +9,6 @@
 //! Inputs: Docker API requests from clients and Docker's event stream. Outputs: the daemon's answers,
 //! wired container interfaces, and endpoint registrations with the master.
 
+pub mod hooks;
 pub mod passthrough;
 pub mod server;
