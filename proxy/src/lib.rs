@@ -9,6 +9,7 @@
 //! Inputs: Docker API requests from clients and Docker's event stream. Outputs: the daemon's answers,
 //! wired container interfaces, and endpoint registrations with the master.
 
+pub mod create;
 pub mod hooks;
 pub mod passthrough;
 pub mod server;

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use calico_proxy::passthrough::Upstream;
+use calico_proxy::passthrough::{Calico, Upstream};
 use calico_proxy::server::Proxy;
 use clap::Parser;
 
@@ -19,6 +19,15 @@ struct Args {
     /// The Docker daemon's socket.
     #[arg(long, env = "DOCKER_SOCKET", default_value = "/var/run/docker.sock")]
     docker_socket: PathBuf,
+    /// The Calico master(s); without it the proxy only passes requests through.
+    #[arg(long, env = "CALICO_MASTER", value_delimiter = ',')]
+    master: Vec<String>,
+    /// This node's name (defaults to the hostname).
+    #[arg(long)]
+    name: Option<String>,
+    /// A file holding the master's bearer token.
+    #[arg(long, env = "CALICO_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -30,14 +39,29 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
-    let proxy = Proxy::bind(
-        args.proxy_listen,
-        Upstream {
-            socket: args.docker_socket.clone(),
-        },
-    )
-    .await
-    .with_context(|| format!("cannot listen on {}", args.proxy_listen))?;
+    let calico = if args.master.is_empty() {
+        None
+    } else {
+        let token = match &args.token_file {
+            Some(f) => Some(calico_master::client::read_token_file(f)?),
+            None => None,
+        };
+        let node = match args.name.clone() {
+            Some(n) => n,
+            None => std::fs::read_to_string("/proc/sys/kernel/hostname")?
+                .trim()
+                .to_string(),
+        };
+        let master = calico_master::client::Client::new(&args.master, token)?;
+        Some(std::sync::Arc::new(Calico { node, master }))
+    };
+    let upstream = Upstream {
+        socket: args.docker_socket.clone(),
+        calico,
+    };
+    let proxy = Proxy::bind(args.proxy_listen, upstream)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.proxy_listen))?;
     tracing::info!(listen = %proxy.local_addr()?, docker = %args.docker_socket.display(), "proxy ready");
     let stop = async {
         let mut term =

@@ -25,16 +25,34 @@ use tokio::sync::Mutex;
 /// A response body: the daemon's, streamed, or one of ours.
 pub type Body = BoxBody<Bytes, hyper::Error>;
 
-/// Where the Docker daemon listens.
+/// A request body on its way to the daemon: the client's, streamed, or one a hook rewrote.
+pub type ReqBody = BoxBody<Bytes, hyper::Error>;
+
+/// Where the Docker daemon listens, and (for a Calico node) how to reach the master.
 #[derive(Debug, Clone)]
 pub struct Upstream {
     pub socket: PathBuf,
+    pub calico: Option<Arc<Calico>>,
+}
+
+/// What the hooks need: this node's name and the master's client.
+#[derive(Debug)]
+pub struct Calico {
+    pub node: String,
+    pub master: calico_master::client::Client,
 }
 
 /// The state of one client connection: its upstream connection, opened on first use.
 #[derive(Debug, Default)]
 pub struct ConnState {
-    sender: Mutex<Option<SendRequest<Incoming>>>,
+    sender: Mutex<Option<SendRequest<ReqBody>>>,
+}
+
+/// A body made of bytes we hold.
+pub fn full(bytes: impl Into<Bytes>) -> BoxBody<Bytes, hyper::Error> {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
 }
 
 /// A Docker-style error: `{"message": "..."}` with `status`.
@@ -51,7 +69,7 @@ pub fn docker_error(status: StatusCode, message: &str) -> Response<Body> {
     resp
 }
 
-async fn connect(socket: &Path) -> Result<SendRequest<Incoming>, String> {
+async fn connect(socket: &Path) -> Result<SendRequest<ReqBody>, String> {
     let stream = UnixStream::connect(socket).await.map_err(|e| {
         format!(
             "cannot reach the Docker daemon at {}: {e}",
@@ -76,15 +94,45 @@ async fn connect(socket: &Path) -> Result<SendRequest<Incoming>, String> {
     Ok(sender)
 }
 
-/// Forwards one request to the daemon and returns its answer (or a 502).
+/// Handles one request: the hooks for Calico's calls, plain forwarding for the rest.
 pub async fn forward(
-    mut req: Request<Incoming>,
+    req: Request<Incoming>,
     upstream: Arc<Upstream>,
     conn: Arc<ConnState>,
 ) -> Response<Body> {
     if req.headers().contains_key(UPGRADE) {
         return forward_upgrade(req, &upstream).await;
     }
+    if let Some(calico) = &upstream.calico {
+        if req.method() == hyper::Method::POST && api_path(req.uri().path()) == "/containers/create"
+        {
+            return crate::create::hook(req, calico, &upstream, &conn).await;
+        }
+    }
+    send(req.map(|b| b.boxed()), &upstream, &conn).await
+}
+
+/// A path without its `/vX.YY` API version prefix.
+pub fn api_path(path: &str) -> &str {
+    if let Some(rest) = path.strip_prefix("/v") {
+        if let Some(i) = rest.find('/') {
+            if rest[..i]
+                .split('.')
+                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+            {
+                return &rest[i..];
+            }
+        }
+    }
+    path
+}
+
+/// Sends a request on the client connection's upstream connection and returns the daemon's answer.
+pub async fn send(
+    mut req: Request<ReqBody>,
+    upstream: &Upstream,
+    conn: &ConnState,
+) -> Response<Body> {
     let mut guard = conn.sender.lock().await;
     if guard.as_ref().is_none_or(|s| s.is_closed()) {
         match connect(&upstream.socket).await {
@@ -129,7 +177,7 @@ async fn forward_upgrade(mut req: Request<Incoming>, upstream: &Upstream) -> Res
     };
     let client_side = hyper::upgrade::on(&mut req);
     *req.uri_mut() = path_only(req.uri());
-    let mut resp = match sender.send_request(req).await {
+    let mut resp = match sender.send_request(req.map(|b| b.boxed())).await {
         Ok(resp) => resp,
         Err(e) => {
             return docker_error(
@@ -169,6 +217,17 @@ async fn relay(client: Upgraded, daemon: Upgraded) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn version_prefixes_are_recognised() {
+        assert_eq!(api_path("/v1.41/containers/create"), "/containers/create");
+        assert_eq!(api_path("/containers/create"), "/containers/create");
+        assert_eq!(api_path("/volumes/v1/x"), "/volumes/v1/x");
+        assert_eq!(
+            api_path("/vx.1/containers/create"),
+            "/vx.1/containers/create"
+        );
+    }
 
     #[test]
     fn paths_keep_their_version_prefix_and_query() {

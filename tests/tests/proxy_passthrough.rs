@@ -30,6 +30,7 @@ impl RunningProxy {
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let upstream = Upstream {
             socket: PathBuf::from(socket),
+            calico: None,
         };
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread()

@@ -19,6 +19,8 @@ pub const NODE_LABEL: &str = "org.projectcalico.node";
 pub struct CalicoRequest {
     /// The addresses to reserve, at most one IPv4 and one IPv6.
     pub ips: Vec<IpRequest>,
+    /// The same, as the user wrote them (what the master's IPAM API takes).
+    pub ip_texts: Vec<String>,
     /// The profiles, in order (none given: the caller picks the default).
     pub profiles: Vec<String>,
 }
@@ -116,6 +118,7 @@ pub fn decide(body: &[u8], node: &str) -> CreateDecision {
     let Some(ip_value) = env_value(&env, "CALICO_IP") else {
         return CreateDecision::PassThrough;
     };
+    let ip_texts: Vec<String> = ip_value.split(',').map(|s| s.trim().to_string()).collect();
     let ips = match parse_ips(ip_value) {
         Ok(ips) => ips,
         Err(message) => return CreateDecision::Reject(message),
@@ -154,7 +157,11 @@ pub fn decide(body: &[u8], node: &str) -> CreateDecision {
     }
     let body = serde_json::to_vec(&Value::Object(config)).unwrap_or_else(|_| body.to_vec());
     CreateDecision::Calico {
-        request: CalicoRequest { ips, profiles },
+        request: CalicoRequest {
+            ips,
+            ip_texts,
+            profiles,
+        },
         body,
     }
 }

@@ -1,0 +1,155 @@
+//! The create hook, the I/O side: for a Calico container, reserve its addresses with the master before
+//! Docker creates anything, create missing profiles, forward the rewritten request, then record the
+//! reservation against the new container's id (or release it if Docker refused).
+//!
+//! Errors reach the client as Docker-style JSON: 400 for a bad `CALICO_IP` / `CALICO_PROFILE` (naming the
+//! variable and the value) or an address the master refused (outside every pool, in use), 503 when the
+//! master cannot be reached. In every error case nothing is created and nothing stays reserved.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use calico_master::client::ClientError;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONTENT_LENGTH, TRANSFER_ENCODING};
+use hyper::{Request, Response, StatusCode};
+use serde_json::json;
+
+use crate::hooks::create::{decide, CreateDecision};
+use crate::passthrough::{docker_error, full, send, Body, Calico, ConnState, Upstream};
+
+/// The largest create body the hook reads (Docker's own configs are a few KB).
+const MAX_CREATE_BODY: usize = 4 << 20;
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A handle for addresses reserved before the container id exists.
+fn reservation_handle(node: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let node: String = node
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!(
+        "proxy-{node}-{nanos}-{}",
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn master_error(what: &str, e: &ClientError) -> Response<Body> {
+    match e {
+        ClientError::Api { status, error, .. } if (400..500).contains(status) => docker_error(
+            StatusCode::BAD_REQUEST,
+            &format!("{what}: {error}; the container was not created"),
+        ),
+        other => docker_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!(
+                "{what}: the Calico master could not do it: {other}; the container was not created"
+            ),
+        ),
+    }
+}
+
+async fn release(calico: &Calico, handle: &str) {
+    if let Err(e) = calico
+        .master
+        .delete(&format!("/v1/ipam/handles/{handle}"))
+        .await
+    {
+        tracing::warn!(%handle, "could not release a reservation: {e}");
+    }
+}
+
+/// Handles `POST /containers/create` on a Calico node.
+pub async fn hook(
+    req: Request<Incoming>,
+    calico: &Calico,
+    upstream: &Upstream,
+    conn: &ConnState,
+) -> Response<Body> {
+    let (mut parts, body) = req.into_parts();
+    let bytes = match Limited::new(body, MAX_CREATE_BODY).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) => {
+            return docker_error(
+                StatusCode::BAD_REQUEST,
+                &format!("cannot read the container's config: {e}"),
+            )
+        }
+    };
+    let (request, body) = match decide(&bytes, &calico.node) {
+        CreateDecision::PassThrough => {
+            return send(Request::from_parts(parts, full(bytes)), upstream, conn).await
+        }
+        CreateDecision::Reject(message) => return docker_error(StatusCode::BAD_REQUEST, &message),
+        CreateDecision::Calico { request, body } => (request, body),
+    };
+    let ips = request.ip_texts.join(",");
+    let handle = reservation_handle(&calico.node);
+    let assign = json!({"host": calico.node, "handle_id": handle, "requests": request.ip_texts});
+    if let Err(e) = calico.master.post("/v1/ipam/assign", &assign).await {
+        return master_error(&format!("CALICO_IP={ips}"), &e);
+    }
+    for profile in &request.profiles {
+        match calico
+            .master
+            .post("/v1/profiles", &json!({ "name": profile }))
+            .await
+        {
+            Ok(_) | Err(ClientError::Api { status: 409, .. }) => {}
+            Err(e) => {
+                release(calico, &handle).await;
+                return master_error(&format!("CALICO_PROFILE={profile}"), &e);
+            }
+        }
+    }
+    parts.headers.remove(TRANSFER_ENCODING);
+    parts
+        .headers
+        .insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+    let resp = send(Request::from_parts(parts, full(body)), upstream, conn).await;
+    if resp.status() != StatusCode::CREATED {
+        release(calico, &handle).await;
+        return resp;
+    }
+    let (rparts, rbody) = resp.into_parts();
+    let answer = match rbody.collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(e) => {
+            release(calico, &handle).await;
+            return docker_error(
+                StatusCode::BAD_GATEWAY,
+                &format!("the Docker daemon's answer broke off: {e}"),
+            );
+        }
+    };
+    let id = serde_json::from_slice::<serde_json::Value>(&answer)
+        .ok()
+        .and_then(|v| v.get("Id").and_then(|i| i.as_str()).map(String::from));
+    match id {
+        Some(id) => {
+            let rename = json!({ "handle_id": id });
+            if let Err(e) = calico
+                .master
+                .post(&format!("/v1/ipam/handles/{handle}/rename"), &rename)
+                .await
+            {
+                tracing::warn!(%handle, container = %id, "could not record the reservation against the container: {e}");
+            }
+        }
+        None => {
+            tracing::warn!(%handle, "Docker's create answer had no Id; the reservation keeps its handle")
+        }
+    }
+    Response::from_parts(rparts, full(answer))
+}
