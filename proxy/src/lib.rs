@@ -12,4 +12,5 @@
 pub mod create;
 pub mod hooks;
 pub mod passthrough;
+pub mod remove;
 pub mod server;

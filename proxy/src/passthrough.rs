@@ -108,6 +108,9 @@ pub async fn forward(
         {
             return crate::create::hook(req, calico, &upstream, &conn).await;
         }
+        if let Some(target) = crate::remove::target(req.method(), api_path(req.uri().path())) {
+            return crate::remove::hook(req, &target, calico, &upstream, &conn).await;
+        }
     }
     send(req.map(|b| b.boxed()), &upstream, &conn).await
 }

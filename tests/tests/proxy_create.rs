@@ -1,7 +1,7 @@
 //! The proxy's create hook against a real dockerd and a real master: a Calico container is created with
 //! network mode `none`, the node's label and its address reserved against its id; bad values, addresses
 //! in use or outside every pool, published ports and an unreachable master are refused with a clear
-//! message, and leave no container and no reservation behind.
+//! message, and leave no container and no reservation behind; `docker rm` frees the address at once.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -268,6 +268,29 @@ fn calico_containers_are_reserved_and_rewritten_and_bad_ones_leave_nothing() -> 
         ])
         .stdout()?;
         ensure!(plain_mode != "none", "{plain_mode}");
+
+        // docker rm through the proxy frees the address before it returns: it can be used again at once.
+        docker(p, &["rm", "-f", &id[..12]]).run()?;
+        let again = docker(
+            p,
+            &[
+                "run",
+                "-d",
+                "--label",
+                LABEL,
+                "-e",
+                "CALICO_IP=10.65.0.2",
+                IMAGE,
+                "sleep",
+                "1d",
+            ],
+        )
+        .stdout()?;
+        let holder = master.get("/v1/ipam/ips/10.65.0.2")?;
+        ensure!(
+            holder.to_string().contains(&again),
+            "reused by the new container: {holder}"
+        );
 
         // The master gone: a clear 503, and no container.
         node.stop_master();
