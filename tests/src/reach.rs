@@ -47,29 +47,25 @@ fn probe_in(place: &Place, addr: SocketAddr) -> Cmd {
     ])
 }
 
-impl Endpoint for Host {
-    fn label(&self) -> String {
-        self.ns.clone()
-    }
-    fn ping(&self, ip: IpAddr) -> Cmd {
-        self.place().cmd(&ping_argv(ip))
-    }
-    fn tcp_connect(&self, addr: SocketAddr) -> Cmd {
-        probe_in(&self.place(), addr)
-    }
+/// Hosts and workloads: the host's tools, run in their namespace.
+macro_rules! namespace_endpoint {
+    ($t:ty) => {
+        impl Endpoint for $t {
+            fn label(&self) -> String {
+                self.ns.clone()
+            }
+            fn ping(&self, ip: IpAddr) -> Cmd {
+                self.place().cmd(&ping_argv(ip))
+            }
+            fn tcp_connect(&self, addr: SocketAddr) -> Cmd {
+                probe_in(&self.place(), addr)
+            }
+        }
+    };
 }
 
-impl Endpoint for Workload {
-    fn label(&self) -> String {
-        self.ns.clone()
-    }
-    fn ping(&self, ip: IpAddr) -> Cmd {
-        self.place().cmd(&ping_argv(ip))
-    }
-    fn tcp_connect(&self, addr: SocketAddr) -> Cmd {
-        probe_in(&self.place(), addr)
-    }
-}
+namespace_endpoint!(Host);
+namespace_endpoint!(Workload);
 
 impl Endpoint for Place {
     fn label(&self) -> String {

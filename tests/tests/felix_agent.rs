@@ -2,6 +2,8 @@
 //! addresses flushed, an endpoint whose interface comes late retried until it works, and drift (a chain
 //! flushed and a route deleted by hand) found and repaired by a resync, all checked with traffic.
 
+mod support;
+
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -10,33 +12,11 @@ use anyhow::{ensure, Result};
 use calico_felix::agent::{EndpointStatus, Felix};
 use calico_felix::changes::Change;
 use calico_felix::flows::Flows;
-use calico_felix::model::{Action, Config, Endpoint, Mac, Pool, Port, Profile, Protocol, Rule};
+use calico_felix::model::{Config, Endpoint, Mac, Pool, Port, Profile, Protocol, Rule};
 use calico_lab::lab::iface_name;
 use calico_lab::reach::{assert_no_ping, assert_ping};
-use calico_lab::{Lab, Workload};
-
-const CONVERGE: Duration = Duration::from_secs(10);
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
-}
-
-fn endpoint(w: &Workload, profile: &str) -> Result<Endpoint> {
-    Ok(Endpoint {
-        iface: w.host_iface.clone(),
-        mac: Mac(w.mac()?),
-        ipv4: w.ip.into_iter().collect(),
-        ipv6: w.ip6.into_iter().collect(),
-        profiles: vec![profile.to_string()],
-    })
-}
-
-fn allow() -> Rule {
-    Rule {
-        action: Some(Action::Allow),
-        ..Rule::default()
-    }
-}
+use calico_lab::Lab;
+use support::{allow, endpoint, ip, CONVERGE};
 
 #[test]
 fn felix_programs_flushes_retries_and_repairs() -> Result<()> {
@@ -103,7 +83,7 @@ fn felix_programs_flushes_retries_and_repairs() -> Result<()> {
             ),
         ];
         for (id, w, p) in [("w1", &w1, "web"), ("w2", &w2, "web"), ("w3", &w3, "db")] {
-            changes.push(Change::Endpoint(id.into(), Some(endpoint(w, p)?)));
+            changes.push(Change::Endpoint(id.into(), Some(endpoint(w, &[p])?)));
         }
         for a in ["10.65.0.11", "10.65.0.12", "fd00:65::11", "fd00:65::12"] {
             changes.push(Change::TagMember("web".into(), ip(a), true));

@@ -2,31 +2,18 @@
 //! an endpoint is netlink element changes only, a rule change rewrites one profile's chains, and
 //! removing an endpoint cuts its traffic, each asserted with traffic.
 
-use std::net::{IpAddr, SocketAddr};
+mod support;
+
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{ensure, Result};
 use calico_felix::changes::Change;
 use calico_felix::firewall::Firewall;
-use calico_felix::model::{Action, DesiredState, Endpoint, Mac, Port, Profile, Protocol, Rule};
+use calico_felix::model::{Action, DesiredState, Port, Profile, Protocol, Rule};
 use calico_lab::reach::{assert_no_ping, assert_no_tcp, assert_ping, assert_tcp};
-use calico_lab::{Lab, Workload};
-
-const CONVERGE: Duration = Duration::from_secs(10);
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
-}
-
-fn endpoint(w: &Workload, profile: &str) -> Result<Endpoint> {
-    Ok(Endpoint {
-        iface: w.host_iface.clone(),
-        mac: Mac(w.mac()?),
-        ipv4: w.ip.into_iter().collect(),
-        ipv6: w.ip6.into_iter().collect(),
-        profiles: vec![profile.to_string()],
-    })
-}
+use calico_lab::Lab;
+use support::{endpoint, ip, CONVERGE};
 
 fn web_profile(inbound: Vec<Rule>) -> Profile {
     Profile {
@@ -94,8 +81,12 @@ fn endpoints_and_rules_change_incrementally() -> Result<()> {
         state
             .profiles
             .insert("web".into(), web_profile(vec![from_tag_web()]));
-        state.endpoints.insert("w1".into(), endpoint(&w1, "web")?);
-        state.endpoints.insert("w2".into(), endpoint(&w2, "web")?);
+        state
+            .endpoints
+            .insert("w1".into(), endpoint(&w1, &["web"])?);
+        state
+            .endpoints
+            .insert("w2".into(), endpoint(&w2, &["web"])?);
         let state = with_members(state);
         let first = fw.apply(&state)?;
         ensure!(first.full, "{first:?}");
@@ -105,7 +96,7 @@ fn endpoints_and_rules_change_incrementally() -> Result<()> {
         assert_no_ping(&w3, ip("10.65.0.11"))?;
 
         // Add w3 to web: element changes only, through netlink.
-        let w3_ep = endpoint(&w3, "web")?;
+        let w3_ep = endpoint(&w3, &["web"])?;
         let delta = fw.apply_changes(&[
             Change::Endpoint("w3".into(), Some(w3_ep)),
             Change::TagMember("web".into(), ip("10.65.0.13"), true),

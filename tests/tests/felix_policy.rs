@@ -2,39 +2,16 @@
 //! workloads in two profiles, and traffic asserted both ways (allowed and denied, anti-spoofing,
 //! endpoint-to-host, and a host whose iptables FORWARD policy is DROP).
 
+mod support;
+
 use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
 
 use anyhow::Result;
-use calico_felix::model::{
-    Action, DesiredState, Endpoint, Mac, Port, Profile, Protocol, Rule, TagMembers,
-};
+use calico_felix::model::{DesiredState, Port, Profile, Protocol, Rule, TagMembers};
 use calico_felix::nft::table::render_table;
 use calico_lab::reach::{assert_no_ping, assert_no_tcp, assert_ping, assert_tcp};
-use calico_lab::{Lab, Workload};
-
-const CONVERGE: Duration = Duration::from_secs(10);
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
-}
-
-fn endpoint(w: &Workload, profile: &str) -> Result<Endpoint> {
-    Ok(Endpoint {
-        iface: w.host_iface.clone(),
-        mac: Mac(w.mac()?),
-        ipv4: w.ip.into_iter().collect(),
-        ipv6: w.ip6.into_iter().collect(),
-        profiles: vec![profile.to_string()],
-    })
-}
-
-fn allow() -> Rule {
-    Rule {
-        action: Some(Action::Allow),
-        ..Rule::default()
-    }
-}
+use calico_lab::Lab;
+use support::{allow, endpoint, ip, CONVERGE};
 
 #[test]
 fn profiles_tags_and_anti_spoofing_hold_in_the_kernel() -> Result<()> {
@@ -95,9 +72,13 @@ fn profiles_tags_and_anti_spoofing_hold_in_the_kernel() -> Result<()> {
                 outbound: vec![allow()],
             },
         );
-        state.endpoints.insert("w1".into(), endpoint(&w1, "web")?);
-        state.endpoints.insert("w2".into(), endpoint(&w2, "web")?);
-        state.endpoints.insert("w3".into(), endpoint(&w3, "db")?);
+        state
+            .endpoints
+            .insert("w1".into(), endpoint(&w1, &["web"])?);
+        state
+            .endpoints
+            .insert("w2".into(), endpoint(&w2, &["web"])?);
+        state.endpoints.insert("w3".into(), endpoint(&w3, &["db"])?);
         state.tags.insert(
             "web".into(),
             TagMembers {

@@ -2,30 +2,16 @@
 //! reachable once Felix programs their routes, neighbours and sysctls; a missing interface fails alone;
 //! routes deleted or added by hand are repaired, other owners' routes are left alone.
 
+mod support;
+
 use std::net::IpAddr;
-use std::time::Duration;
 
 use anyhow::{ensure, Result};
-use calico_felix::model::{DesiredState, Endpoint, Mac};
+use calico_felix::model::{DesiredState, Endpoint};
 use calico_felix::routes::{Routes, FELIX_PROTOCOL};
 use calico_lab::reach::{assert_no_ping, assert_ping};
-use calico_lab::{Lab, Workload};
-
-const CONVERGE: Duration = Duration::from_secs(10);
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
-}
-
-fn endpoint(w: &Workload) -> Result<Endpoint> {
-    Ok(Endpoint {
-        iface: w.host_iface.clone(),
-        mac: Mac(w.mac()?),
-        ipv4: w.ip.into_iter().collect(),
-        ipv6: w.ip6.into_iter().collect(),
-        profiles: vec![],
-    })
-}
+use calico_lab::Lab;
+use support::{endpoint, ip, CONVERGE};
 
 #[test]
 fn felix_routes_make_workloads_reachable_and_repair_drift() -> Result<()> {
@@ -57,10 +43,10 @@ fn felix_routes_make_workloads_reachable_and_repair_drift() -> Result<()> {
         let mut state = DesiredState::default();
         state.config.ipv6_gateway = Some(h1.ip6);
         for (id, w) in [("w1", &w1), ("w2", &w2), ("w3", &w3)] {
-            state.endpoints.insert(id.into(), endpoint(w)?);
+            state.endpoints.insert(id.into(), endpoint(w, &[])?);
         }
         // An endpoint whose interface is not there yet fails alone.
-        let mut ghost = endpoint(&w3)?;
+        let mut ghost = endpoint(&w3, &[])?;
         ghost.iface = "cali0000ghost00".into();
         ghost.ipv4 = vec!["10.65.0.14".parse()?];
         state.endpoints.insert("ghost".into(), ghost);
