@@ -74,10 +74,7 @@ pub struct Fib {
 impl Fib {
     /// The FIB of the namespace at `netns` (`None`: the caller's own).
     pub fn new(netns: Option<&Path>, table: u32, protocol: u8) -> Result<Fib, Error> {
-        let socket = match netns {
-            Some(path) => Socket::open_in(path, None)?,
-            None => Socket::open(None)?,
-        };
+        let socket = Socket::open_at(netns, None)?;
         Ok(Fib {
             socket,
             table,
@@ -107,33 +104,31 @@ impl Fib {
     /// Carries out `plan`, batch by batch; every request's acknowledgement is checked.
     pub fn apply(&mut self, plan: &FibPlan) -> Result<SyncReport, Error> {
         let mut report = SyncReport::default();
-        let mut requests: Vec<(Prefix, Vec<u8>)> =
-            Vec::with_capacity(plan.set.len() + plan.delete.len());
-        for (prefix, gws) in &plan.set {
-            let r = GatewayRoute {
-                dst: prefix.0,
-                prefix_len: prefix.1,
-                gateways: gws.clone(),
-                table: self.table,
-                protocol: self.protocol,
-            };
-            requests.push((*prefix, set_gateway_route(&r, 0)));
-        }
-        for prefix in &plan.delete {
-            requests.push((
-                *prefix,
-                del_prefix_route(prefix.0, prefix.1, self.table, self.protocol, 0),
-            ));
-        }
+        // Sets, then deletes; each request is built once, with its sequence number, in its batch.
+        let requests: Vec<(Prefix, Option<&Vec<IpAddr>>)> = plan
+            .set
+            .iter()
+            .map(|(p, gws)| (*p, Some(gws)))
+            .chain(plan.delete.iter().map(|p| (*p, None)))
+            .collect();
         for chunk in requests.chunks(BATCH) {
-            let mut batch = Vec::with_capacity(chunk.iter().map(|(_, m)| m.len()).sum());
+            let mut batch = Vec::new();
             let mut owner = BTreeMap::new();
-            for (prefix, msg) in chunk {
+            for (prefix, gws) in chunk {
                 let seq = self.socket.next_seq();
-                // The sequence number sits at bytes 8..12 of the header.
-                let mut msg = msg.clone();
-                msg[8..12].copy_from_slice(&seq.to_ne_bytes());
-                batch.extend_from_slice(&msg);
+                batch.extend(match gws {
+                    Some(gws) => set_gateway_route(
+                        &GatewayRoute {
+                            dst: prefix.0,
+                            prefix_len: prefix.1,
+                            gateways: (*gws).clone(),
+                            table: self.table,
+                            protocol: self.protocol,
+                        },
+                        seq,
+                    ),
+                    None => del_prefix_route(prefix.0, prefix.1, self.table, self.protocol, seq),
+                });
                 owner.insert(seq, *prefix);
             }
             let seqs: Vec<u32> = owner.keys().copied().collect();

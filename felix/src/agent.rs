@@ -75,14 +75,7 @@ pub struct Felix {
 }
 
 fn addresses(ep: Option<&Endpoint>) -> BTreeSet<IpAddr> {
-    ep.map(|e| {
-        e.ipv4
-            .iter()
-            .map(|a| IpAddr::V4(*a))
-            .chain(e.ipv6.iter().map(|a| IpAddr::V6(*a)))
-            .collect()
-    })
-    .unwrap_or_default()
+    ep.map(|e| e.addresses().collect()).unwrap_or_default()
 }
 
 impl Felix {

@@ -19,7 +19,7 @@ use crate::nft::elements::encode_batch;
 use crate::nft::elements::{
     dump_elements, dump_rules, element_count, rule_chain, ELEMENTS_REPLY, RULE_REPLY,
 };
-use crate::nft::table::{render_table, rule_counts};
+use crate::nft::table::{render_structure, render_table, rule_counts};
 use crate::plan::{plan, Plan};
 use calico_netlink::socket::Socket;
 
@@ -67,10 +67,7 @@ impl Firewall {
     /// `["ip", "netns", "exec", NAME]`.
     pub fn new(netns: Option<&Path>, exec: Vec<String>) -> Result<Firewall, Error> {
         let protocol = Some(rustix::net::netlink::NETFILTER);
-        let socket = match netns {
-            Some(path) => Socket::open_in(path, protocol)?,
-            None => Socket::open(protocol)?,
-        };
+        let socket = Socket::open_at(netns, protocol)?;
         Ok(Firewall {
             socket,
             exec,
@@ -138,7 +135,7 @@ impl Firewall {
     /// Compares the kernel's table with the desired state: every chain's rule count, and the element
     /// counts of the per-endpoint sets and maps. Returns what differs, if anything.
     pub fn drift(&mut self) -> Result<Option<String>, Error> {
-        let expected = rule_counts(&render_table(&self.state));
+        let expected = rule_counts(&render_structure(&self.state));
         let seq = self.socket.next_seq();
         let mut found: BTreeMap<String, usize> = expected.keys().map(|c| (c.clone(), 0)).collect();
         match self.socket.dump(&dump_rules(seq), RULE_REPLY) {

@@ -18,10 +18,7 @@ impl Flows {
     /// Flows of the namespace at `netns` (`None`: the caller's own).
     pub fn new(netns: Option<&Path>) -> Result<Flows, Error> {
         let protocol = Some(rustix::net::netlink::NETFILTER);
-        let socket = match netns {
-            Some(path) => Socket::open_in(path, protocol)?,
-            None => Socket::open(protocol)?,
-        };
+        let socket = Socket::open_at(netns, protocol)?;
         Ok(Flows { socket })
     }
 

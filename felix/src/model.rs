@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
 
@@ -36,6 +36,16 @@ pub struct Endpoint {
     pub ipv6: Vec<Ipv6Addr>,
     /// Profiles in order: the first whose rules decide a packet wins.
     pub profiles: Vec<String>,
+}
+
+impl Endpoint {
+    /// Its IPv4 and IPv6 addresses.
+    pub fn addresses(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        self.ipv4
+            .iter()
+            .map(|a| IpAddr::V4(*a))
+            .chain(self.ipv6.iter().map(|a| IpAddr::V6(*a)))
+    }
 }
 
 /// Allow or deny.

@@ -38,10 +38,7 @@ impl Routes {
     /// Routes for the namespace at `netns` (`None`: the caller's own).
     pub fn new(netns: Option<&Path>) -> Result<Routes, Error> {
         let protocol = None; // NETLINK_ROUTE is protocol 0
-        let socket = match netns {
-            Some(path) => Socket::open_in(path, protocol)?,
-            None => Socket::open(protocol)?,
-        };
+        let socket = Socket::open_at(netns, protocol)?;
         Ok(Routes {
             socket,
             netns: netns.map(Path::to_path_buf),
@@ -96,11 +93,7 @@ impl Routes {
         let mut batch = Vec::new();
         let mut owner: BTreeMap<u32, &str> = BTreeMap::new();
         for (id, ep, index) in &ready {
-            let ips = ep
-                .ipv4
-                .iter()
-                .map(|a| IpAddr::V4(*a))
-                .chain(ep.ipv6.iter().map(|a| IpAddr::V6(*a)));
+            let ips = ep.addresses();
             for ip in ips {
                 let seq = self.socket.next_seq();
                 batch.extend(route::set_route(ip, *index, FELIX_PROTOCOL, seq));
@@ -193,12 +186,7 @@ impl Routes {
         let mut redo = Vec::new();
         let mut repairs = 0;
         for (id, ep) in &state.endpoints {
-            let ips: Vec<IpAddr> = ep
-                .ipv4
-                .iter()
-                .map(|a| IpAddr::V4(*a))
-                .chain(ep.ipv6.iter().map(|a| IpAddr::V6(*a)))
-                .collect();
+            let ips: Vec<IpAddr> = ep.addresses().collect();
             let index = indexes.get(&ep.iface).copied();
             let wrong = ips
                 .iter()

@@ -38,6 +38,14 @@ impl Socket {
         Ok(Socket { fd, seq: 1 })
     }
 
+    /// Opens a socket in the namespace at `netns`, or in the caller's own when `None`.
+    pub fn open_at(netns: Option<&Path>, protocol: Option<Protocol>) -> Result<Socket, Error> {
+        match netns {
+            Some(path) => Socket::open_in(path, protocol),
+            None => Socket::open(protocol),
+        }
+    }
+
     /// Opens a socket inside the network namespace at `netns` (e.g. `/run/netns/NAME` or
     /// `/proc/PID/ns/net`). A socket stays in the namespace it was created in, so only a short-lived
     /// thread enters the namespace; the caller's threads never change namespace.

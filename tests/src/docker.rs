@@ -126,16 +126,15 @@ pub fn ensure_dockerd() -> Result<()> {
 
 /// Stops the dockerd the lab started, if it did and no lab container remains; says what it did.
 pub fn stop_dockerd_if_ours() -> Result<String> {
-    let Ok(text) = fs::read_to_string(marker()) else {
+    if !marker().exists() {
         return Ok("no dockerd started by the lab".into());
-    };
-    let mut f = text.split_whitespace().map(|x| x.parse::<u64>().ok());
-    let (Some(Some(pid)), Some(Some(started))) = (f.next(), f.next()) else {
+    }
+    let Some(record) = procs::read_record(&marker()) else {
         fs::remove_file(marker())?;
         return Ok("removed an unreadable dockerd marker".into());
     };
-    let pid = pid as u32;
-    if !procs::alive(pid) || procs::start_time(pid) != Some(started) {
+    let pid = record.0;
+    if !procs::record_alive(record) {
         fs::remove_file(marker())?;
         return Ok("the dockerd the lab started is gone already".into());
     }

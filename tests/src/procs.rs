@@ -143,6 +143,18 @@ pub fn kill_and_wait(pid: u32) {
     }
 }
 
+/// Reads a "PID START-TIME" record (a pid file or the dockerd marker).
+pub fn read_record(path: &Path) -> Option<(u32, u64)> {
+    let text = fs::read_to_string(path).ok()?;
+    let mut f = text.split_whitespace();
+    Some((f.next()?.parse().ok()?, f.next()?.parse().ok()?))
+}
+
+/// True when the recorded process still runs and is the one recorded (not a reuse of its PID).
+pub fn record_alive((pid, started): (u32, u64)) -> bool {
+    alive(pid) && start_time(pid) == Some(started)
+}
+
 /// Ends the processes recorded in `dir/pids/*.pid` that still are the processes recorded there.
 pub fn kill_recorded(dir: &Path) -> Vec<u32> {
     let mut killed = Vec::new();
@@ -150,14 +162,9 @@ pub fn kill_recorded(dir: &Path) -> Vec<u32> {
         return killed;
     };
     for entry in entries.flatten() {
-        let text = fs::read_to_string(entry.path()).unwrap_or_default();
-        let mut fields = text.split_whitespace().map(|f| f.parse::<u64>().ok());
-        if let (Some(Some(pid)), Some(Some(started))) = (fields.next(), fields.next()) {
-            let pid = pid as u32;
-            if alive(pid) && start_time(pid) == Some(started) {
-                kill_and_wait(pid);
-                killed.push(pid);
-            }
+        if let Some(record) = read_record(&entry.path()).filter(|r| record_alive(*r)) {
+            kill_and_wait(record.0);
+            killed.push(record.0);
         }
         let _ = fs::remove_file(entry.path());
     }
@@ -171,13 +178,9 @@ pub fn recorded_alive(dir: &Path) -> Vec<u32> {
     };
     entries
         .flatten()
-        .filter_map(|e| {
-            let text = fs::read_to_string(e.path()).ok()?;
-            let mut f = text.split_whitespace();
-            let pid: u32 = f.next()?.parse().ok()?;
-            let started: u64 = f.next()?.parse().ok()?;
-            (alive(pid) && start_time(pid) == Some(started)).then_some(pid)
-        })
+        .filter_map(|e| read_record(&e.path()))
+        .filter(|r| record_alive(*r))
+        .map(|(pid, _)| pid)
         .collect()
 }
 

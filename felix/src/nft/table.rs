@@ -15,6 +15,13 @@ use crate::model::{DesiredState, EndpointToHost, Rule};
 
 /// The script that makes the kernel's `inet calico` table match `state`.
 pub fn render_table(state: &DesiredState) -> String {
+    let mut s = render_structure(state);
+    render_elements(&mut s, state);
+    s
+}
+
+/// The table's declarations, sets and chains, without the elements (what a rule count needs).
+pub fn render_structure(state: &DesiredState) -> String {
     let mut s = String::new();
     // Create-then-delete makes the delete succeed whether or not the table exists; the new table
     // follows in the same transaction.
@@ -38,7 +45,6 @@ pub fn render_table(state: &DesiredState) -> String {
         }
     }
     s.push_str("}\n");
-    render_elements(&mut s, state);
     s
 }
 
