@@ -16,3 +16,4 @@ pub mod ipam;
 pub mod model;
 pub mod rules;
 pub mod store;
+pub mod sync;
