@@ -52,4 +52,4 @@ build_release() {
 BUILD_PACKAGES=(protobuf-compiler libprotobuf-dev)
 
 # Packages the lab needs at run time.
-LAB_PACKAGES=(iproute2 iputils-ping procps util-linux busybox-static docker.io nftables iptables)
+LAB_PACKAGES=(iproute2 iputils-ping procps util-linux busybox-static docker.io nftables iptables bird2)

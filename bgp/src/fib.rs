@@ -103,17 +103,34 @@ impl Fib {
 
     /// Carries out `plan`, batch by batch; every request's acknowledgement is checked.
     pub fn apply(&mut self, plan: &FibPlan) -> Result<SyncReport, Error> {
-        let mut report = SyncReport::default();
-        // Sets, then deletes; each request is built once, with its sequence number, in its batch.
-        let requests: Vec<(Prefix, Option<&Vec<IpAddr>>)> = plan
+        // Sets, then deletes.
+        let changes: Vec<(Prefix, Option<&Vec<IpAddr>>)> = plan
             .set
             .iter()
             .map(|(p, gws)| (*p, Some(gws)))
             .chain(plan.delete.iter().map(|p| (*p, None)))
             .collect();
-        for chunk in requests.chunks(BATCH) {
-            let mut batch = Vec::new();
-            let mut owner = BTreeMap::new();
+        let failed = self.write(&changes)?;
+        Ok(SyncReport {
+            set: plan.set.len(),
+            deleted: plan.delete.len(),
+            failed: failed.into_iter().map(|(i, e)| (changes[i].0, e)).collect(),
+        })
+    }
+
+    /// Writes `changes` in order (a prefix through its gateways, or with `None` no route for it), many
+    /// requests per `sendmsg`, every acknowledgement checked. Returns the index and errno of each change
+    /// the kernel refused.
+    pub fn write<G: AsRef<[IpAddr]>>(
+        &mut self,
+        changes: &[(Prefix, Option<G>)],
+    ) -> Result<Vec<(usize, i32)>, Error> {
+        let mut failed = Vec::new();
+        let mut batch = Vec::with_capacity(BATCH * 96);
+        let mut seqs = Vec::with_capacity(BATCH);
+        for (n, chunk) in changes.chunks(BATCH).enumerate() {
+            batch.clear();
+            seqs.clear();
             for (prefix, gws) in chunk {
                 let seq = self.socket.next_seq();
                 batch.extend(match gws {
@@ -121,7 +138,7 @@ impl Fib {
                         &GatewayRoute {
                             dst: prefix.0,
                             prefix_len: prefix.1,
-                            gateways: (*gws).clone(),
+                            gateways: gws.as_ref().to_vec(),
                             table: self.table,
                             protocol: self.protocol,
                         },
@@ -129,18 +146,22 @@ impl Fib {
                     ),
                     None => del_prefix_route(prefix.0, prefix.1, self.table, self.protocol, seq),
                 });
-                owner.insert(seq, *prefix);
+                seqs.push(seq);
             }
-            let seqs: Vec<u32> = owner.keys().copied().collect();
             for (seq, errno) in self.socket.transact_each(&batch, &seqs)? {
-                if let Some(prefix) = owner.get(&seq) {
-                    report.failed.push((*prefix, errno));
+                // Sequence numbers are consecutive within a batch, except where they wrap.
+                let i = seq.wrapping_sub(seqs[0]) as usize;
+                let i = if seqs.get(i) == Some(&seq) {
+                    Some(i)
+                } else {
+                    seqs.iter().position(|s| *s == seq)
+                };
+                if let Some(i) = i {
+                    failed.push((n * BATCH + i, errno));
                 }
             }
         }
-        report.set = plan.set.len();
-        report.deleted = plan.delete.len();
-        Ok(report)
+        Ok(failed)
     }
 
     /// Makes the kernel hold exactly `want` of our routes: adopts what is already right, replaces what

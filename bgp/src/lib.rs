@@ -13,4 +13,8 @@
 pub mod fib;
 pub mod rib;
 pub mod session;
+pub mod speaker;
 pub mod wire;
+
+/// The netlink codec the FIB uses, for tools and benchmarks that talk to the kernel the same way.
+pub use calico_netlink as netlink;

@@ -56,6 +56,8 @@ pub enum Command {
     Profile(commands::profile::ProfileArgs),
     /// Inspect workload endpoints and change their profiles.
     Endpoint(commands::endpoint::EndpointArgs),
+    /// Wire a container (or a bare network namespace) into Calico by hand, and change its addresses.
+    Container(commands::container::ContainerArgs),
     /// Inspect and release assigned addresses.
     Ipam(commands::ipam::IpamArgs),
     /// Manage BGP: global peers, the node-to-node mesh, the default AS and timers.
@@ -68,6 +70,8 @@ pub enum Command {
     Status(commands::status::StatusArgs),
     /// Write a tarball of the master's state, versions and logs, for bug reports.
     Diags(commands::diags::DiagsArgs),
+    /// Check this machine for what calico-node needs (IP forwarding, nf_tables, conntrack, Docker).
+    Checksystem(commands::node_run::CheckArgs),
 }
 
 #[cfg(test)]
@@ -167,7 +171,9 @@ mod tests {
         ]);
         match cli.command {
             Command::Master(m) => {
-                let commands::master::MasterCommand::Run(r) = m.command;
+                let Some(commands::master::MasterCommand::Run(r)) = m.command else {
+                    panic!("master run")
+                };
                 assert_eq!(r.listen.len(), 2);
                 assert_eq!(r.datastore.to_str(), Some("/var/lib/calico/master.db"));
             }
@@ -176,7 +182,9 @@ mod tests {
         let cli = parse(&["master", "run"]);
         match cli.command {
             Command::Master(m) => {
-                let commands::master::MasterCommand::Run(r) = m.command;
+                let Some(commands::master::MasterCommand::Run(r)) = m.command else {
+                    panic!("master run")
+                };
                 assert_eq!(
                     r.listen,
                     ["127.0.0.1:9900"

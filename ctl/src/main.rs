@@ -10,6 +10,7 @@
 
 mod cli;
 mod commands;
+mod node;
 mod output;
 
 use std::process::ExitCode;

@@ -7,6 +7,7 @@
 //! batches with it; the BGP speaker programs its routes into the kernel's table with it.
 
 pub mod error;
+pub mod link;
 pub mod route;
 pub mod socket;
 

@@ -185,6 +185,58 @@ pub fn del_prefix_route(
     m.finish()
 }
 
+/// The route type of a blackhole: packets to the prefix are dropped silently.
+pub const RTN_BLACKHOLE: u8 = 6;
+
+fn blackhole_message(
+    ty: u16,
+    flags: u16,
+    dst: IpAddr,
+    prefix_len: u8,
+    table: u32,
+    protocol: u8,
+    seq: u32,
+) -> Vec<u8> {
+    let mut m = Message::new(ty, flags, seq);
+    let mut header = rtmsg_prefix(dst, prefix_len, table, protocol, RT_SCOPE_UNIVERSE);
+    header[7] = RTN_BLACKHOLE;
+    m.push_raw(&header);
+    m.attr(RTA_TABLE, &table.to_ne_bytes());
+    m.attr(RTA_DST, &octets(dst));
+    m.finish()
+}
+
+/// Adds or replaces a blackhole route to a prefix in `table`, owned by `protocol`.
+pub fn set_blackhole_route(
+    dst: IpAddr,
+    prefix_len: u8,
+    table: u32,
+    protocol: u8,
+    seq: u32,
+) -> Vec<u8> {
+    let flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE;
+    blackhole_message(RTM_NEWROUTE, flags, dst, prefix_len, table, protocol, seq)
+}
+
+/// Deletes a blackhole route (the kernel matches the route type on delete, so a blackhole needs this).
+pub fn del_blackhole_route(
+    dst: IpAddr,
+    prefix_len: u8,
+    table: u32,
+    protocol: u8,
+    seq: u32,
+) -> Vec<u8> {
+    blackhole_message(
+        RTM_DELROUTE,
+        NLM_F_REQUEST | NLM_F_ACK,
+        dst,
+        prefix_len,
+        table,
+        protocol,
+        seq,
+    )
+}
+
 /// The gateways of a dumped route: its `RTA_GATEWAY`, or those of its `RTA_MULTIPATH`, sorted.
 pub fn route_gateways(body: &[u8]) -> Vec<IpAddr> {
     let to_ip = |v: &[u8]| match v.len() {

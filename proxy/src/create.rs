@@ -1,11 +1,14 @@
 //! The create hook, the I/O side: for a Calico container, reserve its addresses with the master before
-//! Docker creates anything, create missing profiles, forward the rewritten request, then record the
-//! reservation against the new container's id (or release it if Docker refused).
+//! Docker creates anything, create missing profiles, record the reserved addresses and profiles as
+//! labels and put the init wrapper in front of the command (reading the image's entrypoint and command
+//! when the body leaves them to it), forward the rewritten request, then record the reservation against
+//! the new container's id (or release it if Docker refused).
 //!
 //! Errors reach the client as Docker-style JSON: 400 for a bad `CALICO_IP` / `CALICO_PROFILE` (naming the
 //! variable and the value) or an address the master refused (outside every pool, in use), 503 when the
 //! master cannot be reached. In every error case nothing is created and nothing stays reserved.
 
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -17,6 +20,7 @@ use hyper::{Request, Response, StatusCode};
 use serde_json::json;
 
 use crate::hooks::create::{decide, CreateDecision};
+use crate::hooks::wrapper::{finish, needs_image, ImageArgv, Wrap};
 use crate::passthrough::{docker_error, full, send, Body, Calico, ConnState, Upstream};
 
 /// The largest create body the hook reads (Docker's own configs are a few KB).
@@ -70,6 +74,46 @@ async fn release(calico: &Calico, handle: &str) {
     }
 }
 
+/// The image's entrypoint and command, when the create body leaves them to it (`None`: unknown).
+async fn image_argv(body: &[u8], upstream: &Upstream) -> Option<ImageArgv> {
+    if !needs_image(body) {
+        return Some(ImageArgv::default());
+    }
+    let config: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let image = config.get("Image")?.as_str()?;
+    match crate::docker::get_json(&upstream.socket, &format!("/images/{image}/json")).await {
+        Ok(Some(v)) => Some(ImageArgv {
+            entrypoint: v.pointer("/Config/Entrypoint").cloned().unwrap_or_default(),
+            cmd: v.pointer("/Config/Cmd").cloned().unwrap_or_default(),
+        }),
+        Ok(None) => None, // Docker answers the create with its own 404 (and the CLI pulls).
+        Err(e) => {
+            tracing::warn!(%image, "cannot read the image's config; no init wrapper: {e}");
+            None
+        }
+    }
+}
+
+/// Records the reservation in labels and, when the node has an init wrapper, puts it in front.
+async fn finish_body(
+    body: &[u8],
+    ips: &[IpAddr],
+    profiles: &[String],
+    calico: &Calico,
+    upstream: &Upstream,
+) -> Vec<u8> {
+    let image = match &calico.init_binary {
+        Some(_) => image_argv(body, upstream).await,
+        None => None,
+    };
+    let host_path = calico.init_binary.as_ref().map(|p| p.display().to_string());
+    let wrap = match (&host_path, &image) {
+        (Some(host_path), Some(image)) => Some(Wrap { host_path, image }),
+        _ => None,
+    };
+    finish(body, ips, profiles, wrap)
+}
+
 /// Handles `POST /containers/create` on a Calico node.
 pub async fn hook(
     req: Request<Incoming>,
@@ -97,9 +141,16 @@ pub async fn hook(
     let ips = request.ip_texts.join(",");
     let handle = reservation_handle(&calico.node);
     let assign = json!({"host": calico.node, "handle_id": handle, "requests": request.ip_texts});
-    if let Err(e) = calico.master.post("/v1/ipam/assign", &assign).await {
-        return master_error(&format!("CALICO_IP={ips}"), &e);
-    }
+    let assigned: Vec<IpAddr> = match calico.master.post("/v1/ipam/assign", &assign).await {
+        Ok(answer) => answer["assignments"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|a| a["ip"].as_str()?.parse().ok())
+            .collect(),
+        Err(e) => return master_error(&format!("CALICO_IP={ips}"), &e),
+    };
     for profile in &request.profiles {
         match calico
             .master
@@ -113,6 +164,7 @@ pub async fn hook(
             }
         }
     }
+    let body = finish_body(&body, &assigned, &request.profiles, calico, upstream).await;
     parts.headers.remove(TRANSFER_ENCODING);
     parts
         .headers

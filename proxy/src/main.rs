@@ -1,11 +1,13 @@
 //! `calico-proxy`: the Docker API proxy on its own (calico-node runs the same code inside `calicoctl node
 //! run`). Point the docker CLI at it: `DOCKER_HOST=tcp://127.0.0.1:2375 docker ps`.
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context;
-use calico_proxy::passthrough::{Calico, Upstream};
+use calico_proxy::context::Calico;
+use calico_proxy::passthrough::Upstream;
 use calico_proxy::server::Proxy;
 use clap::Parser;
 
@@ -28,6 +30,25 @@ struct Args {
     /// A file holding the master's bearer token.
     #[arg(long, env = "CALICO_TOKEN_FILE")]
     token_file: Option<PathBuf>,
+    /// This node's IPv4 address: the containers' IPv4 gateway.
+    #[arg(long, env = "IP")]
+    ip: Option<Ipv4Addr>,
+    /// This node's IPv6 address: the containers' IPv6 gateway.
+    #[arg(long, env = "IP6")]
+    ip6: Option<Ipv6Addr>,
+    /// The node's state dir (the retry queue, the installed init wrapper).
+    #[arg(long, env = "CALICO_STATE_DIR", default_value = "/var/lib/calico")]
+    state_dir: PathBuf,
+    /// The init wrapper to put in front of Calico containers' commands (default: the embedded one,
+    /// installed into the state dir).
+    #[arg(long)]
+    init_binary: Option<PathBuf>,
+    /// Start containers without the init wrapper (their first process may run before it is wired).
+    #[arg(long, conflicts_with = "init_binary")]
+    no_init: bool,
+    /// The network namespace where host-side interfaces go (default: this process's).
+    #[arg(long)]
+    host_netns: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -53,13 +74,24 @@ async fn main() -> anyhow::Result<()> {
                 .to_string(),
         };
         let master = calico_master::client::Client::new(&args.master, token)?;
-        Some(std::sync::Arc::new(Calico { node, master }))
+        let init = match (&args.init_binary, args.no_init) {
+            (Some(p), _) => Some(p.clone()),
+            (None, true) => None,
+            (None, false) => Some(calico_proxy::init::install(&args.state_dir)?),
+        };
+        Some(Arc::new(
+            Calico::new(node, master)
+                .with_gateways(args.ip, args.ip6)
+                .with_state_dir(&args.state_dir)
+                .with_init_binary(init)
+                .with_host_netns(args.host_netns.clone()),
+        ))
     };
-    let upstream = Upstream {
+    let upstream = Arc::new(Upstream {
         socket: args.docker_socket.clone(),
         calico,
-    };
-    let proxy = Proxy::bind(args.proxy_listen, upstream)
+    });
+    let proxy = Proxy::bind(args.proxy_listen, upstream.clone())
         .await
         .with_context(|| format!("cannot listen on {}", args.proxy_listen))?;
     tracing::info!(listen = %proxy.local_addr()?, docker = %args.docker_socket.display(), "proxy ready");
@@ -71,6 +103,7 @@ async fn main() -> anyhow::Result<()> {
             _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {},
         }
     };
+    tokio::spawn(calico_proxy::events::run_background(upstream));
     proxy.serve(stop).await;
     Ok(())
 }

@@ -35,12 +35,7 @@ pub struct Upstream {
     pub calico: Option<Arc<Calico>>,
 }
 
-/// What the hooks need: this node's name and the master's client.
-#[derive(Debug)]
-pub struct Calico {
-    pub node: String,
-    pub master: calico_master::client::Client,
-}
+pub use crate::context::Calico;
 
 /// The state of one client connection: its upstream connection, opened on first use.
 #[derive(Debug, Default)]
@@ -108,8 +103,15 @@ pub async fn forward(
         {
             return crate::create::hook(req, calico, &upstream, &conn).await;
         }
-        if let Some(target) = crate::remove::target(req.method(), api_path(req.uri().path())) {
+        let path = api_path(req.uri().path());
+        if let Some(target) = crate::remove::target(req.method(), path) {
             return crate::remove::hook(req, &target, calico, &upstream, &conn).await;
+        }
+        if let Some(target) = crate::start::start_target(req.method(), path) {
+            return crate::start::start(req, &target, calico, &upstream, &conn).await;
+        }
+        if crate::start::inspect_target(req.method(), path).is_some() {
+            return crate::start::inspect(req, calico, &upstream, &conn).await;
         }
     }
     send(req.map(|b| b.boxed()), &upstream, &conn).await

@@ -1,6 +1,7 @@
-//! The remove hook: `DELETE /containers/{id}` through the proxy releases a Calico container's addresses
-//! before answering, so the address is free when the client's `docker rm` returns. Containers of other
-//! nodes (several nodes may share one dockerd) and non-Calico containers are left to pass through.
+//! The remove hook: `DELETE /containers/{id}` through the proxy deletes a Calico container's endpoint
+//! and releases its addresses before answering, so the address is free when the client's `docker rm`
+//! returns. Containers of other nodes (several nodes may share one dockerd) and non-Calico containers
+//! are left to pass through.
 
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
@@ -54,13 +55,10 @@ pub async fn hook(
     let id = ours(name_or_id, calico, upstream, conn).await;
     let resp = send(req.map(http_body_util::BodyExt::boxed), upstream, conn).await;
     if let (Some(id), true) = (id, resp.status().is_success()) {
-        if let Err(e) = calico
-            .master
-            .delete(&format!("/v1/ipam/handles/{id}"))
-            .await
-        {
-            // The event stream's destroy handling retries this; the client's rm succeeded either way.
-            tracing::warn!(container = %id, "could not release the container's addresses: {e}");
+        // The endpoint goes first, so no endpoint names an address that is free again; a master that
+        // is down gets these later from the retry queue. The client's rm succeeded either way.
+        if let Err(e) = crate::container::forget(calico, &id).await {
+            tracing::warn!(container = %id, "could not release the container's endpoint and addresses: {e}");
         }
     }
     resp

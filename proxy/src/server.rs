@@ -20,11 +20,15 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    /// Binds `listen`; requests go to the daemon at `upstream`.
-    pub async fn bind(listen: SocketAddr, upstream: Upstream) -> std::io::Result<Proxy> {
+    /// Binds `listen`; requests go to the daemon at `upstream` (an [`Upstream`] or a shared one, which
+    /// calico-node also hands to [`crate::events::run_background`]).
+    pub async fn bind(
+        listen: SocketAddr,
+        upstream: impl Into<Arc<Upstream>>,
+    ) -> std::io::Result<Proxy> {
         Ok(Proxy {
             listener: TcpListener::bind(listen).await?,
-            upstream: Arc::new(upstream),
+            upstream: upstream.into(),
         })
     }
 

@@ -18,6 +18,7 @@
 //! signalled.
 
 pub mod cleanup;
+pub mod cluster;
 pub mod cmd;
 pub mod docker;
 pub mod etcd;

@@ -31,7 +31,10 @@ struct Node {
 }
 
 impl Node {
-    fn start() -> Result<Node> {
+    /// A node for lab host `host` (its addresses as gateways, its namespace for host-side interfaces).
+    fn start(host: &calico_lab::Host) -> Result<Node> {
+        let (gw4, gw6) = (host.ip, host.ip6);
+        let host_netns = PathBuf::from(format!("/run/netns/{}", host.ns));
         let (tx, rx) = std::sync::mpsc::channel();
         let (stop_master, master_rx) = tokio::sync::oneshot::channel::<()>();
         let (stop_proxy, proxy_rx) = tokio::sync::oneshot::channel::<()>();
@@ -53,10 +56,11 @@ impl Node {
                 let client = Client::new(&[format!("http://{master}")], None).expect("a client");
                 let upstream = Upstream {
                     socket: PathBuf::from("/var/run/docker.sock"),
-                    calico: Some(Arc::new(Calico {
-                        node: "h1".into(),
-                        master: client,
-                    })),
+                    calico: Some(Arc::new(
+                        Calico::new("h1", client)
+                            .with_gateways(Some(gw4), Some(gw6))
+                            .with_host_netns(Some(host_netns)),
+                    )),
                 };
                 let proxy = Proxy::bind("127.0.0.1:0".parse().expect("addr"), upstream)
                     .await
@@ -134,7 +138,7 @@ fn calico_containers_are_reserved_and_rewritten_and_bad_ones_leave_nothing() -> 
     );
     Lab::builder("proxycreate").hosts(1).run(|lab| {
         lab.docker()?;
-        let mut node = Node::start()?;
+        let mut node = Node::start(lab.host(1))?;
         let master = node.client()?;
         master.post("/v1/pools", &json!({"cidr": "10.65.0.0/16"}))?;
         let p = node.proxy;

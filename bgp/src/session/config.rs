@@ -21,6 +21,9 @@ pub struct SessionConfig {
     pub remote_as: u32,
     /// The hold time we propose, in seconds (0 for none, else at least 3).
     pub hold_time: u16,
+    /// The longest keepalive interval we want, in seconds (at least 1); the interval used is the
+    /// smaller of this and a third of the negotiated hold time. `None`: a third of the hold time.
+    pub keepalive: Option<u16>,
     /// The hold timer in OpenSent, waiting for the peer's OPEN (RFC 4271 §8: "a large value", 4 minutes).
     pub open_hold_time: Duration,
     /// The first connect-retry / automatic-restart delay; it doubles on every consecutive failure.
@@ -55,6 +58,7 @@ impl SessionConfig {
             local_id,
             remote_as,
             hold_time: 90,
+            keepalive: None,
             open_hold_time: Duration::from_secs(240),
             connect_retry: Duration::from_secs(5),
             connect_retry_max: Duration::from_secs(120),

@@ -31,7 +31,8 @@ pub struct Negotiated {
     pub tx: Codec,
     /// The negotiated hold time in seconds: the smaller of the two; 0 means no hold timer and no keepalives.
     pub hold_time: u16,
-    /// The keepalive interval in seconds (a third of the hold time; 0 when the hold time is 0).
+    /// The keepalive interval in seconds: a third of the hold time, or the configured keepalive when
+    /// that is shorter; 0 when the hold time is 0.
     pub keepalive: u16,
     /// The families both sides advertised (IPv4 unicast when the peer advertised no multiprotocol capability).
     pub families: Vec<AfiSafi>,
@@ -148,7 +149,10 @@ pub fn check_open(
         rx,
         tx,
         hold_time,
-        keepalive: hold_time / 3,
+        keepalive: match config.keepalive {
+            Some(k) => k.max(1).min(hold_time / 3),
+            None => hold_time / 3,
+        },
         families,
         route_refresh,
         enhanced_route_refresh,

@@ -336,9 +336,10 @@ mod tests {
             assert!(matches!(
                 cli.command,
                 Command::Node(crate::commands::node::NodeArgs {
-                    command: crate::commands::node::NodeCommand::Bgp {
+                    command: Some(crate::commands::node::NodeCommand::Bgp {
                         command: crate::commands::node::NodeBgpCommand::Peer { hostname: Some(ref h), .. }
-                    }
+                    }),
+                    ..
                 }) if h == "h1"
             ));
         }

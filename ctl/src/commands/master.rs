@@ -15,22 +15,33 @@ use calico_master::{
     api::{self, Api, DEFAULT_LISTEN},
     client::read_token_file,
     store::{EmbeddedOptions, EmbeddedStore, EtcdOptions, EtcdStore, EtcdTls, Store, DEFAULT_PATH},
+    sync::{SyncConfig, SyncHub},
 };
 use clap::{Args, Subcommand};
 
 use crate::cli::GlobalOpts;
 
-/// Run the Calico master (the cluster's API and datastore).
+/// Run the Calico master (the cluster's API and datastore): as a container (`calicoctl master
+/// --ip=<IP>`) or in the foreground (`calicoctl master run`).
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct MasterArgs {
     #[command(subcommand)]
-    pub command: MasterCommand,
+    pub command: Option<MasterCommand>,
+    #[command(flatten)]
+    pub start: super::containers::MasterStartArgs,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum MasterCommand {
     /// Run the master in the foreground until SIGTERM or SIGINT.
     Run(RunArgs),
+    /// Stop and remove the calico-master container.
+    Stop {
+        /// The Docker daemon's socket.
+        #[arg(long, value_name = "PATH", default_value = "/var/run/docker.sock")]
+        docker_socket: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -66,7 +77,11 @@ pub struct RunArgs {
 
 pub fn run(global: &GlobalOpts, args: &MasterArgs) -> anyhow::Result<()> {
     match &args.command {
-        MasterCommand::Run(run) => run_master(global, run),
+        Some(MasterCommand::Run(run)) => run_master(global, run),
+        Some(MasterCommand::Stop { docker_socket }) => {
+            super::containers::stop_container(docker_socket, "calico-master")
+        }
+        None => super::containers::start_master(global, &args.start),
     }
 }
 
@@ -80,9 +95,13 @@ fn run_master(global: &GlobalOpts, args: &RunArgs) -> anyhow::Result<()> {
     for addr in exposed_without_token(&args.listen, token.is_some()) {
         tracing::warn!(%addr, "listening on a non-loopback address without a token: anyone who can reach it can change the cluster; pass --token-file");
     }
+    // The node sync hub (`GET /v1/sync`) loads the cluster and follows the store on its own thread;
+    // it stops when the last reference goes, after the server.
+    let hub = SyncHub::start(store.clone(), SyncConfig::default())
+        .context("cannot load the cluster for the node sync stream")?;
     // The API server calls the store from tokio's blocking pool (never from an async task), which
     // the etcd store requires: it blocks on its own runtime.
-    let api = Arc::new(Api::new(store, token.clone()));
+    let api = Arc::new(Api::new(store, token.clone()).with_sync(hub));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -168,7 +187,7 @@ async fn shutdown_signal() {
     }
 }
 
-fn init_logging() {
+pub(crate) fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()

@@ -2,11 +2,14 @@
 //! share: the API client built from the global options, message output, and the exit-code mapping.
 
 pub mod bgp;
+pub mod container;
+pub mod containers;
 pub mod diags;
 pub mod endpoint;
 pub mod ipam;
 pub mod master;
 pub mod node;
+pub mod node_run;
 pub mod pool;
 pub mod profile;
 pub mod status;
@@ -26,12 +29,14 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
         Command::Pool(args) => pool::run(&cli.global, args),
         Command::Profile(args) => profile::run(&cli.global, args),
         Command::Endpoint(args) => endpoint::run(&cli.global, args),
+        Command::Container(args) => container::run(&cli.global, args),
         Command::Ipam(args) => ipam::run(&cli.global, args),
         Command::Bgp(args) => bgp::run(&cli.global, args),
         Command::Node(args) => node::run(&cli.global, args),
         Command::Shownodes(args) => node::show(&cli.global, args.detailed),
         Command::Status(args) => status::run(&cli.global, args),
         Command::Diags(args) => diags::run(&cli.global, args),
+        Command::Checksystem(args) => node_run::checksystem(&cli.global, args),
     }
 }
 

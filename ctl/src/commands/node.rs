@@ -14,17 +14,35 @@ use super::{bgp::PeerCommand, client, items, object, print_message};
 use crate::cli::GlobalOpts;
 use crate::output::print_rows;
 
-/// Inspect and remove Calico nodes and manage their own BGP peers.
+/// Start calico-node as a container (`calicoctl node --ip=<IP>`), run it in the foreground (`node
+/// run`), stop it, inspect and remove nodes, and manage their own BGP peers.
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct NodeArgs {
     #[command(subcommand)]
-    pub command: NodeCommand,
+    pub command: Option<NodeCommand>,
+    #[command(flatten)]
+    pub start: super::containers::NodeStartArgs,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum NodeCommand {
+    /// Run calico-node (Felix, the BGP speaker and the Docker proxy) in the foreground.
+    Run(Box<super::node_run::RunArgs>),
     /// List the nodes.
     Show(ShowArgs),
+    /// Stop and remove the calico-node container (refused while the host has endpoints, unless --force).
+    Stop {
+        /// The node (default: this machine's host name).
+        #[arg(long)]
+        hostname: Option<String>,
+        /// Stop even though the host has endpoints.
+        #[arg(long)]
+        force: bool,
+        /// The Docker daemon's socket.
+        #[arg(long, value_name = "PATH", default_value = "/var/run/docker.sock")]
+        docker_socket: std::path::PathBuf,
+    },
     /// Remove a node (refused while it has endpoints, unless --force).
     Remove {
         /// The node (default: this machine's host name).
@@ -116,8 +134,17 @@ pub fn show(global: &GlobalOpts, detailed: bool) -> anyhow::Result<()> {
 }
 
 pub fn run(global: &GlobalOpts, args: &NodeArgs) -> anyhow::Result<()> {
-    match &args.command {
+    let Some(command) = &args.command else {
+        return super::containers::start_node(global, &args.start);
+    };
+    match command {
         NodeCommand::Show(s) => show(global, s.detailed),
+        NodeCommand::Stop {
+            hostname: h,
+            force,
+            docker_socket,
+        } => super::containers::stop_node(global, h.as_deref(), *force, docker_socket),
+        NodeCommand::Run(r) => super::node_run::run(global, r),
         NodeCommand::Remove { hostname: h, force } => {
             let name = hostname(h.as_deref())?;
             let q = if *force { "?force=true" } else { "" };

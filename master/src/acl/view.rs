@@ -15,10 +15,52 @@ use super::{AclDelta, CompiledProfile, EndpointKey};
 pub struct NodeView {
     /// Profiles used by the node's endpoints.
     pub profiles: BTreeMap<String, CompiledProfile>,
-    /// The node's endpoints and their ordered profile ids.
+    /// The node's endpoints and their ordered profile ids. In JSON (whose object keys are strings) a
+    /// list of `{"key": {…}, "profile_ids": […]}`.
+    #[serde(with = "endpoint_list")]
     pub endpoints: BTreeMap<EndpointKey, Vec<String>>,
     /// Sets referred to by those profiles, by set id.
     pub sets: BTreeMap<String, BTreeSet<IpNet>>,
+}
+
+/// [`NodeView::endpoints`] as a list of entries.
+mod endpoint_list {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::EndpointKey;
+
+    #[derive(Serialize)]
+    struct Ref<'a> {
+        key: &'a EndpointKey,
+        profile_ids: &'a [String],
+    }
+
+    #[derive(Deserialize)]
+    struct Owned {
+        key: EndpointKey,
+        profile_ids: Vec<String>,
+    }
+
+    pub(super) fn serialize<S: Serializer>(
+        map: &BTreeMap<EndpointKey, Vec<String>>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_seq(map.iter().map(|(key, ids)| Ref {
+            key,
+            profile_ids: ids,
+        }))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<EndpointKey, Vec<String>>, D::Error> {
+        Ok(Vec::<Owned>::deserialize(d)?
+            .into_iter()
+            .map(|e| (e.key, e.profile_ids))
+            .collect())
+    }
 }
 
 impl NodeView {

@@ -2,9 +2,12 @@
 //!
 //! Role: count every answered request by route template (`/v1/profiles/{name}/tags`, never the
 //! concrete path, so the label set stays bounded), method and status. Inputs: one [`Metrics::record`]
-//! per request and the store revision at render time. Output: the exposition text.
+//! per request, the store revision and the sync hub's counters at render time. Output: the exposition
+//! text.
 
 use std::{collections::BTreeMap, fmt::Write, sync::Mutex};
+
+use crate::sync::SyncStats;
 
 /// The counters.
 #[derive(Debug, Default)]
@@ -20,8 +23,9 @@ impl Metrics {
         *map.entry((route, method.to_owned(), status)).or_insert(0) += 1;
     }
 
-    /// The exposition text; `revision` is the store's, or `None` if it could not be read.
-    pub fn render(&self, revision: Option<u64>) -> String {
+    /// The exposition text; `revision` is the store's, or `None` if it could not be read; `sync` the
+    /// sync hub's counters, when this master runs one.
+    pub fn render(&self, revision: Option<u64>, sync: Option<SyncStats>) -> String {
         let mut out = String::new();
         out.push_str("# HELP calico_master_http_requests_total API requests answered, by route, method and status.\n");
         out.push_str("# TYPE calico_master_http_requests_total counter\n");
@@ -46,6 +50,16 @@ impl Metrics {
             "calico_master_store_up {}",
             u8::from(revision.is_some())
         );
+        if let Some(s) = sync {
+            out.push_str(
+                "# HELP calico_master_sync_subscribers Nodes subscribed to the sync stream.\n",
+            );
+            out.push_str("# TYPE calico_master_sync_subscribers gauge\n");
+            let _ = writeln!(out, "calico_master_sync_subscribers {}", s.subscribers);
+            out.push_str("# HELP calico_master_sync_resyncs_total Subscribers sent a fresh snapshot because they fell behind.\n");
+            out.push_str("# TYPE calico_master_sync_resyncs_total counter\n");
+            let _ = writeln!(out, "calico_master_sync_resyncs_total {}", s.resyncs_total);
+        }
         out
     }
 }
@@ -60,7 +74,7 @@ mod tests {
         m.record("/v1/pools", "GET", 200);
         m.record("/v1/pools", "GET", 200);
         m.record("/v1/pools", "POST", 400);
-        let text = m.render(Some(7));
+        let text = m.render(Some(7), None);
         assert!(text.contains(
             "calico_master_http_requests_total{route=\"/v1/pools\",method=\"GET\",status=\"200\"} 2\n"
         ));
@@ -69,8 +83,21 @@ mod tests {
         ));
         assert!(text.contains("calico_master_store_revision 7\n"));
         assert!(text.contains("calico_master_store_up 1\n"));
-        let down = m.render(None);
+        let down = m.render(None, None);
         assert!(!down.contains("\ncalico_master_store_revision "));
         assert!(down.contains("calico_master_store_up 0\n"));
+        assert!(!down.contains("sync"));
+        let sync = m.render(
+            Some(7),
+            Some(SyncStats {
+                subscribers: 3,
+                resyncs_total: 2,
+                revision: 7,
+            }),
+        );
+        assert!(sync.contains("# TYPE calico_master_sync_subscribers gauge\n"));
+        assert!(sync.contains("calico_master_sync_subscribers 3\n"));
+        assert!(sync.contains("# TYPE calico_master_sync_resyncs_total counter\n"));
+        assert!(sync.contains("calico_master_sync_resyncs_total 2\n"));
     }
 }

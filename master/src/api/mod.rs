@@ -53,7 +53,15 @@
 //! GET    /v1/bgp/peers[?version=4|6]                global BGP peers
 //! POST   /v1/bgp/peers  {"ip","as_num",timers…?}    DELETE /v1/bgp/peers/<ip>
 //! GET    /v1/dump                                   every key under /calico/ (for diags)
+//! GET    /v1/sync?node=NAME[&revision=R]            200 application/x-ndjson, a long-lived stream of
+//!                                                   SyncMessage lines (snapshot or, resuming from R,
+//!                                                   the missed deltas; then deltas and heartbeats)
 //! ```
+//! `/v1/sync` is served by the HTTP server itself (not [`Api::handle`], which is one synchronous call
+//! per request) when the API has a [`SyncHub`](crate::sync::SyncHub) ([`Api::with_sync`]); without
+//! one it is a 404. `node` may name a host that is not registered yet (its state is then the pools
+//! and the BGP view). The stream ends when the server shuts down. See [`crate::sync`] for resuming and
+//! for what a subscriber that stops reading gets (a resync snapshot once it reads again).
 //! Writes answer `{"message": "...", "changed": bool, …}`. A duplicate (adding a rule or tag that is
 //! already present) is **200 with `"changed": false`** and the original's message ("Rule already present,
 //! skipping."), so scripts that re-run a setup succeed; nothing is written then.
@@ -91,7 +99,7 @@ mod server;
 mod tests;
 
 pub use router::{Api, ApiRequest, ApiResponse};
-pub use server::{bind, serve, DEFAULT_LISTEN, MAX_BODY_BYTES};
+pub use server::{bind, serve, DEFAULT_LISTEN, MAX_BODY_BYTES, NDJSON};
 
 use serde_json::{json, Value};
 

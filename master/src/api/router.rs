@@ -15,6 +15,7 @@ use super::{
 use crate::{
     model::IpVersion,
     store::{keys::Key, Store},
+    sync::SyncHub,
 };
 
 /// One request, as the server read it.
@@ -68,6 +69,8 @@ pub struct Api {
     metrics: Metrics,
     /// Serialises this master's IPAM writes (see `ipam.rs`); other masters are kept out by the swap.
     ipam_lock: Mutex<()>,
+    /// The node sync hub behind `GET /v1/sync` (served by the HTTP server, see `server.rs`).
+    sync: Option<Arc<SyncHub>>,
 }
 
 /// A successful handler result: status and JSON body.
@@ -81,7 +84,25 @@ impl Api {
             token,
             metrics: Metrics::default(),
             ipam_lock: Mutex::new(()),
+            sync: None,
         }
+    }
+
+    /// Serve the node sync stream (`GET /v1/sync`) from `hub`.
+    #[must_use]
+    pub fn with_sync(mut self, hub: Arc<SyncHub>) -> Self {
+        self.sync = Some(hub);
+        self
+    }
+
+    /// The sync hub, if this API serves `/v1/sync`.
+    pub fn sync_hub(&self) -> Option<&Arc<SyncHub>> {
+        self.sync.as_ref()
+    }
+
+    /// The request counters (the streaming sync route records itself).
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// The store behind the API.
@@ -101,7 +122,13 @@ impl Api {
             ApiResponse {
                 status: 200,
                 content_type: "text/plain; version=0.0.4",
-                body: self.metrics.render(self.store.revision().ok()).into_bytes(),
+                body: self
+                    .metrics
+                    .render(
+                        self.store.revision().ok(),
+                        self.sync.as_ref().map(|h| h.stats()),
+                    )
+                    .into_bytes(),
             }
         } else {
             match self.dispatch(req, &segs) {
@@ -127,7 +154,8 @@ impl Api {
         }
     }
 
-    fn authorized(&self, header: Option<&str>) -> bool {
+    /// Whether `header` (the `Authorization` header) carries the token, if one is configured.
+    pub(crate) fn authorized(&self, header: Option<&str>) -> bool {
         let Some(token) = &self.token else {
             return true;
         };
@@ -353,6 +381,14 @@ impl Api {
                 "GET" => Ok((200, diags::dump(store)?)),
                 _ => Err(not_allowed()),
             },
+            // A GET with a hub is streamed by the server before it gets here.
+            ["v1", "sync"] => match m {
+                "GET" => Err(ApiError::NotFound {
+                    message: "this master does not serve the node sync stream".into(),
+                    field: None,
+                }),
+                _ => Err(not_allowed()),
+            },
             _ => Err(ApiError::NotFound {
                 message: format!("no such route: {} {}", req.method, req.path),
                 field: None,
@@ -399,6 +435,7 @@ fn route_name(segs: &[&str]) -> &'static str {
         ["v1", "bgp", "peers"] => "/v1/bgp/peers",
         ["v1", "bgp", "peers", _] => "/v1/bgp/peers/{ip}",
         ["v1", "dump"] => "/v1/dump",
+        ["v1", "sync"] => "/v1/sync",
         _ => "other",
     }
 }

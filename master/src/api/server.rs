@@ -4,16 +4,53 @@
 //! run [`Api::handle`] on the blocking pool, write the answer. Inputs: bound listeners ([`bind`]), the
 //! [`Api`], a shutdown future. Output: runs until the future resolves, then stops accepting, lets open
 //! connections finish their current request (for up to [`DRAIN_TIMEOUT`]) and returns.
+//!
+//! `GET /v1/sync?node=NAME[&revision=R]` is the one streaming route, served here rather than by
+//! [`Api::handle`] when the [`Api`] has a sync hub ([`Api::with_sync`]): after the same bearer-token
+//! check, it answers 200 `application/x-ndjson` with a body that never ends on its own: one
+//! [`SyncMessage`](crate::sync::SyncMessage) JSON per line, from a [`Subscription`]. The body ends when
+//! the server shuts down or the hub stops; a client that stops reading only fills its subscription's
+//! bounded queue (and is resynced), never the server's memory.
 
-use std::{convert::Infallible, future::Future, net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    convert::Infallible,
+    future::Future,
+    net::SocketAddr,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::{body::Incoming, server::conn::http1, service::service_fn, Request, Response};
+use http_body_util::{BodyExt, Either, Full, Limited};
+use hyper::{
+    body::{Frame, Incoming},
+    server::conn::http1,
+    service::service_fn,
+    Request, Response,
+};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::{net::TcpListener, sync::watch, task::JoinSet};
+use tokio::{
+    net::TcpListener,
+    sync::{mpsc, watch},
+    task::JoinSet,
+};
 
 use super::{router::ApiRequest, Api, ApiError, ApiResponse};
+use crate::{
+    model::validate_hostname,
+    store::Revision,
+    sync::{Subscription, SyncHub},
+};
+
+/// The content type of the sync stream.
+pub const NDJSON: &str = "application/x-ndjson";
+/// Lines buffered between a sync subscription and its connection.
+const SYNC_LINES: usize = 4;
+
+/// A response body: a whole JSON answer, or the sync stream.
+type Body = Either<Full<Bytes>, SyncBody>;
 
 /// Where `calicoctl master run` listens unless told otherwise.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9900";
@@ -88,9 +125,11 @@ async fn connection(
     api: Arc<Api>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let streams = stop.clone();
     let svc = service_fn(move |req| {
         let api = api.clone();
-        async move { Ok::<_, Infallible>(respond(api, req).await) }
+        let stop = streams.clone();
+        async move { Ok::<_, Infallible>(respond(api, req, stop).await) }
     });
     let mut builder = http1::Builder::new();
     builder
@@ -115,8 +154,17 @@ async fn connection(
     }
 }
 
-async fn respond(api: Arc<Api>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn respond(
+    api: Arc<Api>,
+    req: Request<Incoming>,
+    stop: watch::Receiver<bool>,
+) -> Response<Body> {
     let (parts, body) = req.into_parts();
+    if parts.method == hyper::Method::GET && parts.uri.path().trim_end_matches('/') == "/v1/sync" {
+        if let Some(hub) = api.sync_hub().cloned() {
+            return sync_stream(api, hub, &parts, stop).await;
+        }
+    }
     let declared = parts
         .headers
         .get(hyper::header::CONTENT_LENGTH)
@@ -157,8 +205,8 @@ async fn respond(api: Arc<Api>, req: Request<Incoming>) -> Response<Full<Bytes>>
     to_hyper(resp)
 }
 
-fn to_hyper(resp: ApiResponse) -> Response<Full<Bytes>> {
-    let mut out = Response::new(Full::new(Bytes::from(resp.body)));
+fn to_hyper(resp: ApiResponse) -> Response<Body> {
+    let mut out = Response::new(Either::Left(Full::new(Bytes::from(resp.body))));
     *out.status_mut() = hyper::StatusCode::from_u16(resp.status)
         .unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
     out.headers_mut().insert(
@@ -166,4 +214,123 @@ fn to_hyper(resp: ApiResponse) -> Response<Full<Bytes>> {
         hyper::header::HeaderValue::from_static(resp.content_type),
     );
     out
+}
+
+/// `node` and `revision` from the sync route's query.
+fn sync_query(query: &str) -> Result<(String, Option<Revision>), ApiError> {
+    let mut node = None;
+    let mut revision = None;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        match k {
+            "node" => node = Some(v.to_owned()),
+            "revision" => {
+                revision = Some(v.parse::<Revision>().map_err(|_| {
+                    ApiError::bad_request(
+                        "revision",
+                        format!("`{v}` is not a revision; give the last revision the node applied"),
+                    )
+                })?)
+            }
+            _ => {}
+        }
+    }
+    let node = node
+        .ok_or_else(|| ApiError::bad_request("node", "is required: /v1/sync?node=<host name>"))?;
+    validate_hostname("node", &node)?;
+    Ok((node, revision))
+}
+
+/// `GET /v1/sync`: check the token and the query, subscribe, stream.
+async fn sync_stream(
+    api: Arc<Api>,
+    hub: Arc<SyncHub>,
+    parts: &hyper::http::request::Parts,
+    stop: watch::Receiver<bool>,
+) -> Response<Body> {
+    let auth = parts
+        .headers
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let checked = if api.authorized(auth) {
+        sync_query(parts.uri.query().unwrap_or(""))
+    } else {
+        Err(ApiError::Unauthorized)
+    };
+    let (node, since) = match checked {
+        Ok(v) => v,
+        Err(e) => {
+            api.metrics().record("/v1/sync", "GET", e.status());
+            return to_hyper(ApiResponse::error(&e));
+        }
+    };
+    // Subscribing takes the hub's lock, which the follower holds while it applies a revision.
+    let sub = match tokio::task::spawn_blocking(move || hub.subscribe(&node, since)).await {
+        Ok(s) => s,
+        Err(e) => {
+            let e = ApiError::Internal(format!("subscribing failed: {e}"));
+            api.metrics().record("/v1/sync", "GET", e.status());
+            return to_hyper(ApiResponse::error(&e));
+        }
+    };
+    api.metrics().record("/v1/sync", "GET", 200);
+    let (tx, rx) = mpsc::channel(SYNC_LINES);
+    tokio::spawn(pump(sub, tx, stop));
+    let mut out = Response::new(Either::Right(SyncBody { rx }));
+    out.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(NDJSON),
+    );
+    out.headers_mut().insert(
+        hyper::header::CACHE_CONTROL,
+        hyper::header::HeaderValue::from_static("no-store"),
+    );
+    out
+}
+
+/// Move a subscription's messages onto the connection, one JSON line each, until the hub stops, the
+/// server shuts down or the client goes away.
+async fn pump(mut sub: Subscription, tx: mpsc::Sender<Bytes>, mut stop: watch::Receiver<bool>) {
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        let msg = tokio::select! {
+            m = sub.next() => m,
+            _ = stop.changed() => break,
+            () = tx.closed() => break,
+        };
+        let Some(msg) = msg else { break };
+        let mut line = match serde_json::to_vec(&msg) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(node = sub.node(), error = %e, "sync: cannot encode a message");
+                break;
+            }
+        };
+        line.push(b'\n');
+        tokio::select! {
+            sent = tx.send(Bytes::from(line)) => if sent.is_err() { break },
+            _ = stop.changed() => break,
+        }
+    }
+    tracing::debug!(node = sub.node(), "sync: stream ended");
+}
+
+/// The sync stream's body: lines from [`pump`]; ends when the pump stops.
+#[derive(Debug)]
+pub struct SyncBody {
+    rx: mpsc::Receiver<Bytes>,
+}
+
+impl hyper::body::Body for SyncBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.rx.poll_recv(cx).map(|l| l.map(|b| Ok(Frame::data(b))))
+    }
 }

@@ -13,6 +13,7 @@
 //!
 //! [`Client`] is async (hyper's HTTP/1.1 client over tokio TCP, one connection per request);
 //! [`BlockingClient`] wraps it with its own single-threaded runtime for synchronous callers.
+//! [`Client::sync`] opens the node sync stream ([`SyncStream`], in `sync.rs`).
 
 use std::{path::Path, time::Duration};
 
@@ -244,49 +245,15 @@ impl Client {
         path: &str,
         body: Bytes,
     ) -> Result<(u16, String, Bytes), Attempt> {
-        let stream =
-            match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&m.authority)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => return Err(Attempt::NotSent(e.to_string())),
-                Err(_) => {
-                    return Err(Attempt::NotSent(format!(
-                        "connect timed out after {CONNECT_TIMEOUT:?}"
-                    )))
-                }
-            };
-        let _ = stream.set_nodelay(true);
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| Attempt::NotSent(e.to_string()))?;
-        let driver = tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        let mut req = Request::builder()
-            .method(method.clone())
-            .uri(format!("{}{}", m.base, path))
-            .header(hyper::header::HOST, &m.authority)
-            .header(hyper::header::ACCEPT, "application/json");
-        if !body.is_empty() {
-            req = req.header(hyper::header::CONTENT_TYPE, "application/json");
-        }
-        if let Some(t) = &self.token {
-            req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {t}"));
-        }
-        let req = req
-            .body(Full::new(body))
-            .map_err(|e| Attempt::NotSent(format!("cannot build the request: {e}")))?;
+        let (mut sender, driver) = connect(m).await?;
+        let req = self.build(m, method, path, body, "application/json")?;
         let result = async {
             let resp = sender
                 .send_request(req)
                 .await
                 .map_err(|e| Attempt::MaybeSent(e.to_string()))?;
             let status = resp.status().as_u16();
-            let ctype = resp
-                .headers()
-                .get(hyper::header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_owned();
+            let ctype = content_type(&resp);
             let bytes = resp
                 .into_body()
                 .collect()
@@ -298,6 +265,30 @@ impl Client {
         .await;
         driver.abort();
         result
+    }
+
+    /// A request to `m` with the host, accept, content-type and token headers.
+    fn build(
+        &self,
+        m: &Master,
+        method: &Method,
+        path: &str,
+        body: Bytes,
+        accept: &str,
+    ) -> Result<Request<Full<Bytes>>, Attempt> {
+        let mut req = Request::builder()
+            .method(method.clone())
+            .uri(format!("{}{}", m.base, path))
+            .header(hyper::header::HOST, &m.authority)
+            .header(hyper::header::ACCEPT, accept);
+        if !body.is_empty() {
+            req = req.header(hyper::header::CONTENT_TYPE, "application/json");
+        }
+        if let Some(t) = &self.token {
+            req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        req.body(Full::new(body))
+            .map_err(|e| Attempt::NotSent(format!("cannot build the request: {e}")))
     }
 
     /// `GET path`.
@@ -319,6 +310,44 @@ impl Client {
     pub async fn delete(&self, path: &str) -> Result<Value, ClientError> {
         self.request(Method::DELETE, path, None).await
     }
+}
+
+/// Connect to `m` and start the HTTP/1.1 connection (its driver task is returned; abort it when done).
+async fn connect(
+    m: &Master,
+) -> Result<
+    (
+        hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+        tokio::task::JoinHandle<()>,
+    ),
+    Attempt,
+> {
+    let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&m.authority)).await
+    {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return Err(Attempt::NotSent(e.to_string())),
+        Err(_) => {
+            return Err(Attempt::NotSent(format!(
+                "connect timed out after {CONNECT_TIMEOUT:?}"
+            )))
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| Attempt::NotSent(e.to_string()))?;
+    let driver = tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok((sender, driver))
+}
+
+fn content_type<B>(resp: &hyper::Response<B>) -> String {
+    resp.headers()
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned()
 }
 
 fn decode(m: &Master, status: u16, ctype: &str, bytes: &[u8]) -> Result<Value, ClientError> {
@@ -410,6 +439,10 @@ impl BlockingClient {
         self.request(Method::DELETE, path, None)
     }
 }
+
+mod sync;
+
+pub use sync::SyncStream;
 
 #[cfg(test)]
 mod tests;

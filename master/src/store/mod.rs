@@ -465,7 +465,7 @@ fn first_get(results: Vec<OpResult>) -> Option<KeyValue> {
 #[cfg(test)]
 mod crash_tests;
 #[cfg(test)]
-mod etcd_server;
+pub(crate) mod etcd_server;
 #[cfg(test)]
 mod etcd_tests;
 #[cfg(test)]

@@ -8,6 +8,11 @@
 //! (and test-oracle) fold of those messages.
 //!
 //! Inputs: messages from the stream. Outputs: the node's current [`NodeState`].
+//!
+//! The master side lives beside the contract: [`ClusterModel`] (`model.rs`, the sans-IO model that
+//! turns store events into per-node changes), the per-node resume logs (`log.rs`) and [`SyncHub`]
+//! (`hub.rs`, which follows the store and fans out to [`Subscription`]s). The HTTP transport is
+//! `GET /v1/sync` in [`crate::api`]; the client side is [`crate::client::Client::sync`].
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -16,6 +21,21 @@ use std::{
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
+
+mod hub;
+mod log;
+mod model;
+
+#[cfg(test)]
+pub(crate) mod oracle;
+#[cfg(test)]
+mod proptests;
+#[cfg(test)]
+mod tests;
+
+pub use hub::{Subscription, SyncConfig, SyncHub, SyncStats};
+pub use log::{approx_size, message_size};
+pub use model::{ClusterModel, RevisionChanges};
 
 use crate::{
     acl::{AclDelta, CompiledProfile, NodeView},

@@ -11,8 +11,7 @@ use calico_master::ipam::{IpRequest, PoolSelector};
 use calico_master::model::{validate_name, IpVersion};
 use serde_json::{Map, Value};
 
-/// The label that marks a container as belonging to a node.
-pub const NODE_LABEL: &str = "org.projectcalico.node";
+pub use super::workload::NODE_LABEL;
 
 /// What the container asked of Calico.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,3 +2,6 @@
 //! forwarding path calls them and carries out what they decide.
 
 pub mod create;
+pub mod inspect;
+pub mod workload;
+pub mod wrapper;

@@ -248,6 +248,28 @@ fn keepalives_every_third_of_hold_and_received_messages_reset_hold() {
 }
 
 #[test]
+fn a_configured_keepalive_applies_only_when_shorter_than_a_third_of_the_hold_time() {
+    let t0 = Instant::now();
+    let mut c = config();
+    c.keepalive = Some(5);
+    let s = established(c.clone(), peer_open(), t0);
+    let n = s.negotiated().expect("negotiated");
+    assert_eq!((n.hold_time, n.keepalive), (90, 5));
+    assert_eq!(s.timer(Timer::Keepalive), Some(t0 + secs(5)));
+    // Longer than hold / 3: hold / 3 wins.
+    c.keepalive = Some(60);
+    let mut open = peer_open();
+    open.hold_time = 30;
+    let s = established(c.clone(), open, t0);
+    assert_eq!(s.negotiated().expect("negotiated").keepalive, 10);
+    // Hold time 0: still no keepalives.
+    let mut open = peer_open();
+    open.hold_time = 0;
+    let s = established(c, open, t0);
+    assert_eq!(s.timer(Timer::Keepalive), None);
+}
+
+#[test]
 fn negotiated_hold_is_the_smaller_and_hold_zero_means_no_timers() {
     let t0 = Instant::now();
     let mut open = peer_open();

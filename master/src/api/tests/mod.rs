@@ -12,6 +12,7 @@ mod nodes;
 mod pools;
 mod profiles;
 mod rules;
+mod sync;
 
 use std::{
     sync::{

@@ -1,0 +1,453 @@
+//! The daemon's settings: a TOML file (`calico-bgp run --config FILE.toml`) merged with command-line
+//! flags, which override it. Pure.
+//!
+//! Role: parse the file into [`ConfigFile`] (unknown keys are errors), then [`resolve`] it together with
+//! the flags ([`Overrides`]) into the speaker's [`SpeakerConfig`], its peers and announced routes, the
+//! control socket and the metrics address. On SIGHUP the daemon resolves again and applies the peers and
+//! routes through the speaker's declarative `set_peers` / `set_local_routes`; [`restart_only_changes`]
+//! names the settings that only a restart applies.
+//! Inputs: the file's text, the flags. Outputs: [`DaemonSettings`] or an error naming the bad part.
+//!
+//! The file has the flags' settings with underscores (`asn`, `router_id`, `listen`, `fib`, `fib_table`,
+//! `fib_protocol`, `ecmp`, `graceful_restart`, `control`, `metrics`), `[[peer]]` tables (`address`,
+//! `asn`, `passive`, `password`, `rr_client`, `hold`, `keepalive`, `multihop`, `gr`, `local`,
+//! `description`; times in seconds) and `[[announce]]` tables (`prefix`, `next_hop`, `communities`,
+//! `large_communities`). Flags win over the file; a `--peer` (or `--announce`) replaces the file's
+//! peer with the same address (route with the same prefix) and adds the others.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::spec::{parse_asn, parse_community, parse_large};
+use super::{FibSettings, LargeCommunity, LocalRoute, PeerSettings, SpeakerConfig, BGP_PORT};
+
+/// The default control socket.
+pub const DEFAULT_CONTROL: &str = "/run/calico-bgp.sock";
+
+/// An AS number as written in the file: a number or an asdot string.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum AsNumber {
+    /// `65001`.
+    Plain(u32),
+    /// `"64086.59905"` or `"65001"`.
+    Text(String),
+}
+
+impl AsNumber {
+    fn value(&self) -> Result<u32, String> {
+        match self {
+            AsNumber::Plain(0) => Err("AS 0 is not a valid AS".into()),
+            AsNumber::Plain(n) => Ok(*n),
+            AsNumber::Text(t) => parse_asn(t),
+        }
+    }
+}
+
+/// A `[[peer]]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerEntry {
+    pub address: IpAddr,
+    pub asn: AsNumber,
+    #[serde(default)]
+    pub passive: bool,
+    pub password: Option<String>,
+    #[serde(default)]
+    pub rr_client: bool,
+    /// Seconds (default 90).
+    pub hold: Option<u64>,
+    /// Seconds.
+    pub keepalive: Option<u64>,
+    pub multihop: Option<u8>,
+    /// Seconds.
+    pub gr: Option<u64>,
+    pub local: Option<IpAddr>,
+    #[serde(default)]
+    pub description: String,
+}
+
+/// An `[[announce]]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnnounceEntry {
+    pub prefix: ipnet::IpNet,
+    pub next_hop: Option<IpAddr>,
+    /// `"A:B"` each.
+    #[serde(default)]
+    pub communities: Vec<String>,
+    /// `"A:B:C"` each.
+    #[serde(default)]
+    pub large_communities: Vec<String>,
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    pub asn: Option<AsNumber>,
+    pub router_id: Option<Ipv4Addr>,
+    #[serde(default)]
+    pub listen: Vec<SocketAddr>,
+    pub fib: Option<bool>,
+    pub fib_table: Option<u32>,
+    pub fib_protocol: Option<u8>,
+    pub ecmp: Option<usize>,
+    /// Seconds.
+    pub graceful_restart: Option<u64>,
+    pub control: Option<PathBuf>,
+    pub metrics: Option<SocketAddr>,
+    #[serde(default)]
+    pub peer: Vec<PeerEntry>,
+    #[serde(default)]
+    pub announce: Vec<AnnounceEntry>,
+}
+
+/// Parses the file's text.
+pub fn parse(text: &str) -> Result<ConfigFile, String> {
+    toml::from_str(text).map_err(|e| e.to_string())
+}
+
+/// What the command line gave (`None` / empty: not given).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub asn: Option<u32>,
+    pub router_id: Option<Ipv4Addr>,
+    pub listen: Vec<SocketAddr>,
+    pub fib: Option<bool>,
+    pub fib_table: Option<u32>,
+    pub fib_protocol: Option<u8>,
+    pub ecmp: Option<usize>,
+    pub graceful_restart: Option<u64>,
+    pub control: Option<PathBuf>,
+    pub metrics: Option<SocketAddr>,
+    pub peers: Vec<PeerSettings>,
+    pub announce: Vec<(LocalRoute, Vec<LargeCommunity>)>,
+}
+
+/// Everything the daemon runs with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DaemonSettings {
+    pub speaker: SpeakerConfig,
+    pub peers: Vec<PeerSettings>,
+    pub announce: Vec<(LocalRoute, Vec<LargeCommunity>)>,
+    pub control: PathBuf,
+    pub metrics: Option<SocketAddr>,
+}
+
+impl PeerEntry {
+    /// The speaker's settings for this peer.
+    pub fn settings(&self) -> Result<PeerSettings, String> {
+        let what = |e: String| format!("peer {}: {e}", self.address);
+        Ok(PeerSettings {
+            address: self.address,
+            asn: self.asn.value().map_err(what)?,
+            passive: self.passive,
+            password: self.password.clone(),
+            rr_client: self.rr_client,
+            hold_time: Duration::from_secs(self.hold.unwrap_or(90)),
+            keepalive: self.keepalive.map(Duration::from_secs),
+            multihop: self.multihop,
+            graceful_restart: self.gr.map(Duration::from_secs),
+            local_address: self.local,
+            description: self.description.clone(),
+        })
+    }
+}
+
+impl AnnounceEntry {
+    /// The route with its large communities.
+    pub fn route(&self) -> Result<(LocalRoute, Vec<LargeCommunity>), String> {
+        let what = |e: String| format!("announce {}: {e}", self.prefix);
+        if let Some(nh) = self.next_hop {
+            if nh.is_ipv4() != self.prefix.addr().is_ipv4() {
+                return Err(what(format!("next hop {nh} of another family")));
+            }
+        }
+        let communities = self
+            .communities
+            .iter()
+            .map(|c| parse_community(c))
+            .collect::<Result<_, _>>()
+            .map_err(what)?;
+        let large = self
+            .large_communities
+            .iter()
+            .map(|c| parse_large(c))
+            .collect::<Result<_, _>>()
+            .map_err(what)?;
+        Ok((
+            LocalRoute {
+                prefix: self.prefix.trunc(),
+                next_hop: self.next_hop,
+                communities,
+            },
+            large,
+        ))
+    }
+}
+
+/// Merges the flags over the file (if any) and fills in the defaults.
+pub fn resolve(flags: &Overrides, file: Option<&ConfigFile>) -> Result<DaemonSettings, String> {
+    let empty = ConfigFile::default();
+    let file = file.unwrap_or(&empty);
+    let asn = match (flags.asn, &file.asn) {
+        (Some(a), _) => a,
+        (None, Some(a)) => a.value().map_err(|e| format!("asn: {e}"))?,
+        (None, None) => return Err("the AS is missing: --asn or asn in the file".into()),
+    };
+    let router_id = flags
+        .router_id
+        .or(file.router_id)
+        .ok_or("the router id is missing: --router-id or router_id in the file")?;
+    let listen = if !flags.listen.is_empty() {
+        flags.listen.clone()
+    } else if !file.listen.is_empty() {
+        file.listen.clone()
+    } else {
+        vec![
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), BGP_PORT),
+            SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), BGP_PORT),
+        ]
+    };
+    let mut peers: Vec<PeerSettings> = file
+        .peer
+        .iter()
+        .map(PeerEntry::settings)
+        .collect::<Result<_, _>>()?;
+    for p in &flags.peers {
+        match peers.iter_mut().find(|q| q.address == p.address) {
+            Some(q) => *q = p.clone(),
+            None => peers.push(p.clone()),
+        }
+    }
+    let mut announce: Vec<(LocalRoute, Vec<LargeCommunity>)> = file
+        .announce
+        .iter()
+        .map(AnnounceEntry::route)
+        .collect::<Result<_, _>>()?;
+    for a in &flags.announce {
+        match announce.iter_mut().find(|b| b.0.prefix == a.0.prefix) {
+            Some(b) => *b = a.clone(),
+            None => announce.push(a.clone()),
+        }
+    }
+    let fib = flags.fib.or(file.fib).unwrap_or(true).then(|| FibSettings {
+        table: flags
+            .fib_table
+            .or(file.fib_table)
+            .unwrap_or(crate::fib::DEFAULT_TABLE),
+        protocol: flags
+            .fib_protocol
+            .or(file.fib_protocol)
+            .unwrap_or(crate::fib::DEFAULT_PROTOCOL),
+    });
+    let graceful_restart = flags
+        .graceful_restart
+        .or(file.graceful_restart)
+        .map(Duration::from_secs)
+        .or_else(|| peers.iter().filter_map(|p| p.graceful_restart).max());
+    Ok(DaemonSettings {
+        speaker: SpeakerConfig {
+            asn,
+            router_id,
+            listen,
+            fib,
+            ecmp: flags.ecmp.or(file.ecmp).unwrap_or(1).max(1),
+            graceful_restart,
+        },
+        peers,
+        announce,
+        control: flags
+            .control
+            .clone()
+            .or_else(|| file.control.clone())
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_CONTROL)),
+        metrics: flags.metrics.or(file.metrics),
+    })
+}
+
+/// The settings that differ between `old` and `new` and that only a restart applies (a reload changes
+/// peers and announced routes only).
+pub fn restart_only_changes(old: &DaemonSettings, new: &DaemonSettings) -> Vec<&'static str> {
+    let (a, b) = (&old.speaker, &new.speaker);
+    let mut v = Vec::new();
+    if a.asn != b.asn {
+        v.push("asn");
+    }
+    if a.router_id != b.router_id {
+        v.push("router_id");
+    }
+    if a.listen != b.listen {
+        v.push("listen");
+    }
+    if a.fib != b.fib {
+        v.push("fib");
+    }
+    if a.ecmp != b.ecmp {
+        v.push("ecmp");
+    }
+    if a.graceful_restart != b.graceful_restart {
+        v.push("graceful_restart");
+    }
+    if old.control != new.control {
+        v.push("control");
+    }
+    if old.metrics != new.metrics {
+        v.push("metrics");
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::speaker::spec::{parse_announce, parse_peer};
+
+    const FILE: &str = r#"
+asn = "1.10"
+router_id = "10.250.0.11"
+listen = ["10.250.0.11:179"]
+fib_table = 100
+ecmp = 4
+metrics = "127.0.0.1:9179"
+
+[[peer]]
+address = "10.250.0.12"
+asn = 65002
+passive = true
+password = "s3cret"
+hold = 9
+keepalive = 2
+multihop = 2
+gr = 30
+description = "tor"
+
+[[peer]]
+address = "fd00:250::13"
+asn = 4200000001
+rr_client = true
+local = "fd00:250::11"
+
+[[announce]]
+prefix = "10.65.1.7/24"
+next_hop = "10.250.0.11"
+communities = ["65001:7"]
+large_communities = ["4200000001:1:2"]
+"#;
+
+    #[test]
+    fn the_file_alone() {
+        let s = resolve(&Overrides::default(), Some(&parse(FILE).unwrap())).unwrap();
+        assert_eq!(s.speaker.asn, 65546);
+        assert_eq!(s.speaker.router_id.to_string(), "10.250.0.11");
+        assert_eq!(s.speaker.listen.len(), 1);
+        assert_eq!(
+            s.speaker.fib,
+            Some(FibSettings {
+                table: 100,
+                protocol: 186
+            })
+        );
+        assert_eq!(s.speaker.ecmp, 4);
+        // The longest gr= of the peers.
+        assert_eq!(s.speaker.graceful_restart, Some(Duration::from_secs(30)));
+        assert_eq!(s.control, PathBuf::from(DEFAULT_CONTROL));
+        assert_eq!(s.metrics.unwrap().to_string(), "127.0.0.1:9179");
+        let want = parse_peer(
+            "10.250.0.12,as=65002,passive,password=s3cret,hold=9,keepalive=2,multihop=2,gr=30,description=tor",
+        )
+        .unwrap();
+        assert_eq!(s.peers[0], want);
+        assert_eq!(
+            s.peers[1],
+            parse_peer("fd00:250::13,as=4200000001,rr-client,local=fd00:250::11").unwrap()
+        );
+        let (r, large) = &s.announce[0];
+        assert_eq!(r.prefix.to_string(), "10.65.1.0/24");
+        assert_eq!(r.communities, vec![(65001 << 16) | 7]);
+        assert_eq!(large.len(), 1);
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let file = parse(FILE).unwrap();
+        let flags = Overrides {
+            asn: Some(65001),
+            fib: Some(false),
+            ecmp: Some(2),
+            control: Some("/tmp/x.sock".into()),
+            peers: vec![
+                parse_peer("10.250.0.12,as=65003").unwrap(),
+                parse_peer("10.250.0.14,as=65004").unwrap(),
+            ],
+            announce: vec![parse_announce("10.65.1.0/24").unwrap()],
+            ..Overrides::default()
+        };
+        let s = resolve(&flags, Some(&file)).unwrap();
+        assert_eq!((s.speaker.asn, s.speaker.ecmp), (65001, 2));
+        assert_eq!(s.speaker.fib, None);
+        assert_eq!(s.control, PathBuf::from("/tmp/x.sock"));
+        let addrs: Vec<String> = s.peers.iter().map(|p| p.address.to_string()).collect();
+        assert_eq!(addrs, ["10.250.0.12", "fd00:250::13", "10.250.0.14"]);
+        assert_eq!(s.peers[0].asn, 65003);
+        assert!(!s.peers[0].passive, "the flag's peer replaces the file's");
+        assert_eq!(s.announce.len(), 1);
+        assert_eq!(s.announce[0].0.next_hop, None);
+        // No file: the defaults.
+        let bare = Overrides {
+            asn: Some(65001),
+            router_id: Some("10.250.0.11".parse().unwrap()),
+            ..Overrides::default()
+        };
+        let s = resolve(&bare, None).unwrap();
+        assert_eq!(s.speaker.listen.len(), 2);
+        assert_eq!(s.speaker.fib, Some(FibSettings::default()));
+        assert_eq!((s.speaker.ecmp, s.speaker.graceful_restart), (1, None));
+    }
+
+    #[test]
+    fn bad_files_are_refused_with_the_reason() {
+        for (text, says) in [
+            ("asn = 1\nrouter_id = \"x\"", "router_id"),
+            ("asn = 1\nrouter_ids = \"10.0.0.1\"", "router_ids"),
+            ("[[peer]]\naddress = \"10.0.0.1\"", "asn"),
+            (
+                "[[peer]]\naddress = \"10.0.0.1\"\nasn = 1\nbogus = 2",
+                "bogus",
+            ),
+        ] {
+            let e = parse(text).unwrap_err();
+            assert!(e.contains(says), "{text}: {e}");
+        }
+        let no_asn = parse("router_id = \"10.0.0.1\"").unwrap();
+        assert!(resolve(&Overrides::default(), Some(&no_asn))
+            .unwrap_err()
+            .contains("AS is missing"));
+        let zero =
+            parse("asn = 1\nrouter_id = \"10.0.0.1\"\n[[peer]]\naddress = \"10.0.0.2\"\nasn = 0")
+                .unwrap();
+        assert!(resolve(&Overrides::default(), Some(&zero)).is_err());
+        let fam = parse("asn = 1\nrouter_id = \"10.0.0.1\"\n[[announce]]\nprefix = \"10.65.0.0/24\"\nnext_hop = \"fd00::1\"").unwrap();
+        assert!(resolve(&Overrides::default(), Some(&fam))
+            .unwrap_err()
+            .contains("another family"));
+        let comm = parse("asn = 1\nrouter_id = \"10.0.0.1\"\n[[announce]]\nprefix = \"10.65.0.0/24\"\ncommunities = [\"70000:1\"]").unwrap();
+        assert!(resolve(&Overrides::default(), Some(&comm)).is_err());
+    }
+
+    #[test]
+    fn restart_only_settings_are_named() {
+        let file = parse(FILE).unwrap();
+        let a = resolve(&Overrides::default(), Some(&file)).unwrap();
+        let mut changed = file.clone();
+        changed.ecmp = Some(1);
+        changed.peer.pop();
+        let b = resolve(&Overrides::default(), Some(&changed)).unwrap();
+        assert_eq!(restart_only_changes(&a, &b), vec!["ecmp"]);
+        assert!(restart_only_changes(&a, &a).is_empty());
+    }
+}

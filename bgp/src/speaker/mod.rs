@@ -1,0 +1,309 @@
+//! The BGP speaker's runtime: the sans-IO session FSMs and RIB driven by tokio, with TCP, timers and the
+//! kernel FIB at the edges. This is what calico-node embeds and what the `calico-bgp` daemon runs.
+//!
+//! Role: own one [`crate::rib::Rib`], one [`crate::session::Peer`] per configured neighbour, the listening
+//! sockets and the FIB task; apply declarative peer and local-route sets; answer status and route queries.
+//! Inputs: [`SpeakerConfig`] at start, then [`Speaker::set_peers`], [`Speaker::set_local_routes`],
+//! [`Speaker::shutdown`]; TCP connections and bytes from peers; the clock.
+//! Outputs: BGP messages to peers, learned best routes (and ECMP sets) in the kernel's table, and
+//! [`PeerStatus`] / [`RouteEntry`] views.
+//!
+//! Layout: this file holds the public types and the [`Speaker`] handle; `core` is the single task that
+//! owns all state (one input queue, no locks); `peers` handles each peer's session actions; `conn`
+//! owns sockets (listen, connect, read and write tasks, MD5 and TTL options, with `sys` for the one raw
+//! syscall); `fibtask` keeps the kernel in step on a blocking thread; `view` turns the RIB into
+//! [`RouteEntry`]s; `control` serves the daemon's unix control socket; `metrics` its Prometheus text;
+//! `config` and `spec` parse the daemon's file and flags.
+//!
+//! Behaviour: locally originated routes are announced with ORIGIN IGP and next-hop-self (unless a next
+//! hop is given) and never installed in the kernel by the speaker; graceful restart (RFC 4724) is
+//! supported in both roles; connections from unconfigured addresses are refused.
+
+pub mod config;
+mod conn;
+pub mod control;
+mod core;
+mod fibtask;
+pub mod metrics;
+mod peers;
+pub mod spec;
+pub mod sys;
+#[cfg(test)]
+mod tests;
+mod view;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::{mpsc, oneshot};
+
+pub use crate::wire::LargeCommunity;
+pub use view::{RouteEntry, RoutePath};
+
+/// The default BGP port.
+pub const BGP_PORT: u16 = 179;
+
+/// The speaker's own settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SpeakerConfig {
+    /// Our AS.
+    pub asn: u32,
+    /// Our BGP identifier.
+    pub router_id: Ipv4Addr,
+    /// Addresses to listen on (port 179 by convention; port 0 picks a free one).
+    pub listen: Vec<SocketAddr>,
+    /// Program learned routes into the kernel; `None` keeps them in the RIB only.
+    pub fib: Option<FibSettings>,
+    /// The maximum number of paths in an ECMP set (1: no ECMP).
+    pub ecmp: usize,
+    /// Our graceful restart time, advertised to peers; also how long routes a previous run left in the
+    /// kernel are kept at start while peers re-send theirs. `None`: no graceful restart, a clean kernel.
+    pub graceful_restart: Option<Duration>,
+}
+
+impl Default for SpeakerConfig {
+    fn default() -> Self {
+        SpeakerConfig {
+            asn: 0,
+            router_id: Ipv4Addr::UNSPECIFIED,
+            listen: vec![
+                SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), BGP_PORT),
+                SocketAddr::new(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED), BGP_PORT),
+            ],
+            fib: Some(FibSettings::default()),
+            ecmp: 1,
+            graceful_restart: None,
+        }
+    }
+}
+
+/// Where learned routes go in the kernel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FibSettings {
+    /// The routing table (254: main).
+    pub table: u32,
+    /// The route protocol number marking our routes (186 by default; never Felix's 80).
+    pub protocol: u8,
+}
+
+impl Default for FibSettings {
+    fn default() -> Self {
+        FibSettings {
+            table: crate::fib::DEFAULT_TABLE,
+            protocol: crate::fib::DEFAULT_PROTOCOL,
+        }
+    }
+}
+
+/// One configured neighbour.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct PeerSettings {
+    /// Its address (the key: one session per address).
+    pub address: IpAddr,
+    /// Its AS (ours: iBGP).
+    pub asn: u32,
+    /// Only accept its connections; never dial it.
+    pub passive: bool,
+    /// TCP MD5 signature key (RFC 2385).
+    pub password: Option<String>,
+    /// A route-reflector client of ours (iBGP).
+    pub rr_client: bool,
+    /// The hold time we propose.
+    pub hold_time: Duration,
+    /// The longest keepalive interval: keepalives go every min(this, negotiated hold time / 3).
+    /// `None`: every third of the negotiated hold time.
+    pub keepalive: Option<Duration>,
+    /// eBGP multihop: the TTL of our packets.
+    pub multihop: Option<u8>,
+    /// Our restart time advertised to this peer (overrides the speaker's).
+    pub graceful_restart: Option<Duration>,
+    /// The address our connections to it come from.
+    pub local_address: Option<IpAddr>,
+    /// Free text for status.
+    pub description: String,
+}
+
+impl Default for PeerSettings {
+    fn default() -> Self {
+        PeerSettings {
+            address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            asn: 0,
+            passive: false,
+            password: None,
+            rr_client: false,
+            hold_time: Duration::from_secs(90),
+            keepalive: None,
+            multihop: None,
+            graceful_restart: None,
+            local_address: None,
+            description: String::new(),
+        }
+    }
+}
+
+/// A route we originate.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct LocalRoute {
+    /// The prefix.
+    pub prefix: ipnet::IpNet,
+    /// The next hop to announce; `None`: our address towards each peer (next-hop-self).
+    pub next_hop: Option<IpAddr>,
+    /// Standard communities (RFC 1997) as `(AS << 16) | value`.
+    pub communities: Vec<u32>,
+}
+
+/// One peer's session, for `calico-bgp status`.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct PeerStatus {
+    /// The peer's address.
+    pub address: IpAddr,
+    /// Its AS.
+    pub asn: u32,
+    /// Its description.
+    pub description: String,
+    /// "Idle", "Connect", "Active", "OpenSent", "OpenConfirm" or "Established".
+    pub state: String,
+    /// When the state last changed between Established and not.
+    pub since: SystemTime,
+    /// Routes the peer announces to us (accepted or not).
+    pub routes_received: u64,
+    /// Routes accepted into the RIB.
+    pub routes_accepted: u64,
+    /// Routes we announce to it.
+    pub routes_advertised: u64,
+    /// Why the last session ended, or the last connection error.
+    pub last_error: Option<String>,
+}
+
+/// Errors of the speaker's API.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A listening socket could not be set up.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    /// The kernel FIB could not be opened or read.
+    #[error("kernel FIB: {0}")]
+    Fib(#[from] calico_netlink::Error),
+    /// A configuration value is invalid (nothing was changed).
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+    /// A socket option failed.
+    #[error("socket option {what} for {peer}: {source}")]
+    SocketOption {
+        what: &'static str,
+        peer: IpAddr,
+        source: std::io::Error,
+    },
+    /// The speaker has shut down.
+    #[error("the speaker is shut down")]
+    Stopped,
+    /// The control socket.
+    #[error("control socket {path}: {source}")]
+    Control {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// A request to the core task.
+pub(crate) enum Request {
+    SetPeers(Vec<PeerSettings>, oneshot::Sender<Result<(), Error>>),
+    SetLocal(Vec<core::Originated>, oneshot::Sender<Result<(), Error>>),
+    Status(oneshot::Sender<Vec<PeerStatus>>),
+    Routes(oneshot::Sender<Vec<RouteEntry>>),
+    Metrics(oneshot::Sender<metrics::SpeakerMetrics>),
+    Shutdown {
+        keep_fib: bool,
+        done: oneshot::Sender<()>,
+    },
+}
+
+/// A cheap handle on a running speaker; clones share it.
+#[derive(Clone)]
+pub struct Speaker {
+    tx: mpsc::UnboundedSender<core::Input>,
+    local: Arc<Vec<SocketAddr>>,
+}
+
+impl std::fmt::Debug for Speaker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Speaker")
+            .field("local", &self.local)
+            .finish()
+    }
+}
+
+impl Speaker {
+    /// Binds every listen address, opens the kernel FIB (adopting our routes a previous run left) and
+    /// starts the speaker's tasks. Must be called inside a tokio runtime.
+    pub async fn start(config: SpeakerConfig) -> Result<Speaker, Error> {
+        let (tx, local) = core::start(config).await?;
+        Ok(Speaker {
+            tx,
+            local: Arc::new(local),
+        })
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Request) -> Result<T, Error> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(core::Input::Request(make(reply)))
+            .map_err(|_| Error::Stopped)?;
+        rx.await.map_err(|_| Error::Stopped)
+    }
+
+    /// Declares the whole set of peers: new ones are started, gone ones stopped (Cease / Peer
+    /// De-configured), changed ones re-created; unchanged sessions are not touched.
+    pub async fn set_peers(&self, peers: Vec<PeerSettings>) -> Result<(), Error> {
+        self.ask(|r| Request::SetPeers(peers, r)).await?
+    }
+
+    /// Declares the whole set of locally originated routes; the difference is announced or withdrawn.
+    pub async fn set_local_routes(&self, routes: Vec<LocalRoute>) -> Result<(), Error> {
+        self.set_local_routes_with_large(routes.into_iter().map(|r| (r, Vec::new())).collect())
+            .await
+    }
+
+    /// Like [`Speaker::set_local_routes`], each route with large communities (RFC 8092) too.
+    pub async fn set_local_routes_with_large(
+        &self,
+        routes: Vec<(LocalRoute, Vec<LargeCommunity>)>,
+    ) -> Result<(), Error> {
+        let list = routes
+            .into_iter()
+            .map(|(route, large)| core::Originated { route, large })
+            .collect();
+        self.ask(|r| Request::SetLocal(list, r)).await?
+    }
+
+    /// Every configured peer's session.
+    pub async fn status(&self) -> Vec<PeerStatus> {
+        self.ask(Request::Status).await.unwrap_or_default()
+    }
+
+    /// The Loc-RIB with best and ECMP marks.
+    pub async fn routes(&self) -> Vec<RouteEntry> {
+        self.ask(Request::Routes).await.unwrap_or_default()
+    }
+
+    /// Counters and gauges for the Prometheus metrics.
+    pub async fn metrics(&self) -> metrics::SpeakerMetrics {
+        self.ask(Request::Metrics).await.unwrap_or_default()
+    }
+
+    /// The addresses the speaker listens on.
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.local.as_ref().clone()
+    }
+
+    /// Stops the speaker. Without `keep_fib`: every session ends with Cease / Administrative Shutdown
+    /// and our routes leave the kernel. With `keep_fib` (a graceful restart): the connections just
+    /// close, so peers that negotiated graceful restart keep our routes, and ours stay in the kernel.
+    pub async fn shutdown(self, keep_fib: bool) {
+        let _ = self.ask(|done| Request::Shutdown { keep_fib, done }).await;
+    }
+}

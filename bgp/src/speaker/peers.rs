@@ -1,0 +1,386 @@
+//! Carrying out a peer's session actions and spreading RIB changes.
+//!
+//! Role: for each [`PeerAction`] of a peer's FSM: dial, close, encode and queue a message (splitting
+//! UPDATEs that exceed the negotiated size), and on session up/down, UPDATEs, End-of-RIB and route
+//! refresh, call the RIB; then spread the RIB's [`Changes`]: UPDATEs to every peer concerned and route
+//! changes to the FIB task.
+//! Inputs: actions from [`crate::session::Peer`], [`Changes`] from [`crate::rib::Rib`].
+//! Outputs: bytes to connections, FIB operations, peer status updates.
+
+use std::net::IpAddr;
+use std::time::{Instant, SystemTime};
+
+use bytes::BytesMut;
+
+use super::core::{Core, FAMILIES};
+use super::fibtask::{FibOp, Gateways};
+use super::view::next_hop_ip;
+use crate::fib::Prefix;
+use crate::rib::{Changes, FibChange, PeerConfig, PeerSession};
+use crate::session::{Action, DownReason, Negotiated, PeerAction, SessionDown};
+use crate::wire::{encode_message, Codec, EncodeError, Message, Update};
+
+/// The wire bytes of `msg`, as several messages when an UPDATE is too long for one.
+pub(super) fn encode(msg: &Message, codec: &Codec) -> Vec<Vec<u8>> {
+    let mut out = BytesMut::new();
+    match encode_message(msg, codec, &mut out) {
+        Ok(()) => vec![out.to_vec()],
+        Err(EncodeError::MessageTooLong { .. }) => match msg {
+            Message::Update(u) => match split(u) {
+                Some((a, b)) => {
+                    let mut v = encode(&Message::Update(a), codec);
+                    v.extend(encode(&Message::Update(b), codec));
+                    v
+                }
+                None => {
+                    tracing::error!("an UPDATE too long to send, even alone");
+                    Vec::new()
+                }
+            },
+            _ => Vec::new(),
+        },
+        Err(e) => {
+            tracing::error!(error = %e, "cannot encode a message");
+            Vec::new()
+        }
+    }
+}
+
+/// Two halves of an UPDATE carrying several prefixes (in one of its lists).
+fn split(u: &Update) -> Option<(Update, Update)> {
+    let half = |v: &Vec<crate::wire::Nlri>| {
+        let (a, b) = v.split_at(v.len() / 2);
+        (a.to_vec(), b.to_vec())
+    };
+    let mut a = u.clone();
+    let mut b = u.clone();
+    if u.withdrawn.len() > 1 {
+        (a.withdrawn, b.withdrawn) = half(&u.withdrawn);
+        a.nlri.clear();
+        a.mp_reach = None;
+        a.mp_unreach = None;
+        return Some((a, b));
+    }
+    if u.nlri.len() > 1 {
+        (a.nlri, b.nlri) = half(&u.nlri);
+        return Some((a, b));
+    }
+    if let Some(r) = &u.mp_reach {
+        if r.nlri.len() > 1 {
+            let (x, y) = half(&r.nlri);
+            a.mp_reach.as_mut()?.nlri = x;
+            b.mp_reach.as_mut()?.nlri = y;
+            return Some((a, b));
+        }
+    }
+    if let Some(r) = &u.mp_unreach {
+        if r.withdrawn.len() > 1 {
+            let (x, y) = half(&r.withdrawn);
+            a.mp_unreach.as_mut()?.withdrawn = x;
+            b.mp_unreach.as_mut()?.withdrawn = y;
+            return Some((a, b));
+        }
+    }
+    None
+}
+
+fn describe(reason: &DownReason) -> String {
+    match reason {
+        DownReason::ManualStop => "stopped".into(),
+        DownReason::HoldTimerExpired => "hold timer expired".into(),
+        DownReason::NotificationReceived(n) => {
+            let (c, s) = n.describe();
+            match n.shutdown_communication() {
+                Some(text) if !text.is_empty() => format!("received {c} / {s}: {text}"),
+                _ => format!("received {c} / {s}"),
+            }
+        }
+        DownReason::NotificationSent(n) => {
+            let (c, s) = n.describe();
+            format!("sent {c} / {s}")
+        }
+        DownReason::ConnectionLost => "connection lost".into(),
+        DownReason::CollisionResolved => "connection collision".into(),
+    }
+}
+
+impl Core {
+    /// Carries out a peer's actions in order.
+    pub(super) fn apply(&mut self, addr: IpAddr, actions: Vec<PeerAction>, now: Instant) {
+        for pa in actions {
+            self.apply_one(addr, pa, now);
+        }
+    }
+
+    fn apply_one(&mut self, addr: IpAddr, pa: PeerAction, now: Instant) {
+        match pa.action {
+            Action::Connect => self.start_connect(addr),
+            Action::CloseConnection => {
+                let Some(e) = self.peers.get_mut(&addr) else {
+                    return;
+                };
+                match pa.conn {
+                    Some(c) => {
+                        if let Some(h) = e.conns.remove(&c) {
+                            h.close();
+                        }
+                    }
+                    None => {
+                        if let Some((_, t)) = e.connecting.take() {
+                            t.abort();
+                        }
+                    }
+                }
+            }
+            Action::Send(msg) => {
+                let Some(e) = self.peers.get(&addr) else {
+                    return;
+                };
+                let Some(conn) = pa.conn else { return };
+                let Some(h) = e.conns.get(&conn) else { return };
+                if let Message::Notification(n) = &msg {
+                    let (c, s) = n.describe();
+                    tracing::info!(peer = %addr, "sending NOTIFICATION {c} / {s}");
+                }
+                let parts = encode(&msg, &e.peer.tx_codec(conn));
+                let sent = parts.len() as u64;
+                for bytes in parts {
+                    h.send(bytes);
+                }
+                if matches!(msg, Message::Update(_)) {
+                    if let Some(e) = self.peers.get_mut(&addr) {
+                        e.updates_out += sent;
+                    }
+                }
+            }
+            Action::SessionEstablished(n) => self.established(addr, pa.conn, &n, now),
+            Action::SessionDown(d) => self.down(addr, &d, now),
+            Action::Deliver(u) => {
+                self.count_update_in(addr);
+                if let Ok(ch) = self.rib.update(addr, &u) {
+                    self.dispatch(ch, now);
+                }
+            }
+            Action::Withdraw(nlri) => {
+                self.count_update_in(addr);
+                if let Ok(ch) = self.rib.withdraw(addr, &nlri) {
+                    self.dispatch(ch, now);
+                }
+            }
+            Action::EndOfRib(f) => {
+                self.count_update_in(addr);
+                tracing::debug!(peer = %addr, family = %f, "End-of-RIB received");
+                if let Some(e) = self.peers.get_mut(&addr) {
+                    e.eor.insert(f);
+                    if e.families.iter().all(|f| e.eor.contains(f)) {
+                        e.gr_deadline = None;
+                    }
+                }
+                if let Ok(ch) = self.rib.end_of_rib(addr, f) {
+                    self.dispatch(ch, now);
+                }
+                self.check_startup();
+            }
+            Action::RouteRefreshRequested { afi_safi } => {
+                if let Ok(ch) = self.rib.route_refresh(addr, afi_safi) {
+                    self.dispatch(ch, now);
+                    self.send_update(addr, Update::end_of_rib(afi_safi), now);
+                }
+            }
+            Action::RouteRefreshMarker { afi_safi, begin } => {
+                if let Ok(ch) = self.rib.refresh_marker(addr, afi_safi, begin) {
+                    self.dispatch(ch, now);
+                }
+            }
+        }
+    }
+
+    fn count_update_in(&mut self, addr: IpAddr) {
+        if let Some(e) = self.peers.get_mut(&addr) {
+            e.updates_in += 1;
+        }
+    }
+
+    fn established(&mut self, addr: IpAddr, conn: Option<u64>, n: &Negotiated, now: Instant) {
+        let Some(e) = self.peers.get_mut(&addr) else {
+            return;
+        };
+        let local = conn.and_then(|c| e.conns.get(&c)).map(|h| h.local.ip());
+        tracing::info!(peer = %addr, ?local, families = ?n.families, "session established");
+        e.since = SystemTime::now();
+        e.last_error = None;
+        e.families = n
+            .families
+            .iter()
+            .copied()
+            .filter(|f| FAMILIES.contains(f))
+            .collect();
+        e.eor.clear();
+        let mut pc = PeerConfig::new(addr, e.settings.asn, addr);
+        pc.rr_client = e.settings.rr_client;
+        pc.local_v4 = None;
+        pc.local_v6 = None;
+        match local.map(|ip| match ip {
+            std::net::IpAddr::V6(v6) => v6
+                .to_ipv4_mapped()
+                .map(IpAddr::V4)
+                .unwrap_or(IpAddr::V6(v6)),
+            v4 => v4,
+        }) {
+            Some(IpAddr::V4(a)) => pc.local_v4 = Some(a),
+            Some(IpAddr::V6(a)) => pc.local_v6 = Some(a),
+            None => {}
+        }
+        if let Ok(ch) = self.rib.reconfigure_peer(pc) {
+            self.dispatch(ch, now);
+        }
+        match self.rib.peer_up(addr, PeerSession::from_negotiated(n)) {
+            Ok(ch) => self.dispatch(ch, now),
+            Err(err) => tracing::error!(peer = %addr, error = %err, "RIB refused the session"),
+        }
+        let families = self
+            .peers
+            .get(&addr)
+            .map(|e| e.families.clone())
+            .unwrap_or_default();
+        for f in families {
+            self.send_update(addr, Update::end_of_rib(f), now);
+        }
+    }
+
+    fn down(&mut self, addr: IpAddr, d: &SessionDown, now: Instant) {
+        let Some(e) = self.peers.get_mut(&addr) else {
+            return;
+        };
+        let why = describe(&d.reason);
+        tracing::info!(peer = %addr, reason = %why, graceful = d.graceful.is_some(), "session down");
+        e.since = SystemTime::now();
+        e.last_error = Some(why);
+        e.families.clear();
+        e.eor.clear();
+        let graceful: Option<Vec<_>> = d
+            .graceful
+            .as_ref()
+            .map(|g| g.families.iter().map(|f| f.afi_safi).collect());
+        if let Some(g) = &d.graceful {
+            e.gr_deadline = Some(now + g.restart_time);
+        }
+        if let Ok(ch) = self.rib.peer_down(addr, graceful.as_deref()) {
+            self.dispatch(ch, now);
+        }
+    }
+
+    /// Sends one UPDATE on a peer's Established session.
+    pub(super) fn send_update(&mut self, addr: IpAddr, update: Update, now: Instant) {
+        let Some(e) = self.peers.get_mut(&addr) else {
+            return;
+        };
+        if let Ok(actions) = e.peer.send_update(update, now) {
+            self.apply(addr, actions, now);
+        }
+    }
+
+    /// Spreads RIB changes: UPDATEs to peers, routes to the kernel.
+    pub(super) fn dispatch(&mut self, ch: Changes, now: Instant) {
+        if let Some(fib) = &self.fib {
+            if !ch.fib.is_empty() {
+                fib.send(FibOp::Routes(fib_changes(&ch.fib)));
+            }
+        }
+        for ev in &ch.events {
+            tracing::warn!(event = ?ev, "RIB event");
+        }
+        for (addr, updates) in ch.peers {
+            for u in updates.to_updates() {
+                self.send_update(addr, u, now);
+            }
+        }
+    }
+}
+
+/// The kernel's view of RIB changes: each prefix with its gateways of its own family, sorted and
+/// deduplicated (none: no route). Consecutive routes with the same gateways share one allocation.
+fn fib_changes(changes: &[FibChange]) -> Vec<(Prefix, Option<Gateways>)> {
+    let mut out = Vec::with_capacity(changes.len());
+    let mut scratch: Vec<IpAddr> = Vec::new();
+    let mut last: Option<Gateways> = None;
+    for c in changes {
+        match c {
+            FibChange::Install { prefix, next_hops } => {
+                let key = (prefix.addr(), prefix.len());
+                scratch.clear();
+                scratch.extend(
+                    next_hops
+                        .iter()
+                        .map(|nh| next_hop_ip(*nh))
+                        .filter(|ip| ip.is_ipv4() == key.0.is_ipv4()),
+                );
+                scratch.sort();
+                scratch.dedup();
+                if scratch.is_empty() {
+                    out.push((key, None));
+                    continue;
+                }
+                let gws = match &last {
+                    Some(l) if l[..] == scratch[..] => l.clone(),
+                    _ => {
+                        let g = Gateways::from(&scratch[..]);
+                        last = Some(g.clone());
+                        g
+                    }
+                };
+                out.push((key, Some(gws)));
+            }
+            FibChange::Remove { prefix } => out.push(((prefix.addr(), prefix.len()), None)),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{Nlri, PathAttributes, Prefix};
+
+    #[test]
+    fn long_updates_are_split_into_messages_that_fit() {
+        let nlri: Vec<Nlri> = (0..3000u32)
+            .map(|i| {
+                Nlri::new(
+                    Prefix::new(std::net::Ipv4Addr::from(0x0a41_0000 + i).into(), 32).unwrap(),
+                )
+            })
+            .collect();
+        let u = Update {
+            attributes: PathAttributes {
+                origin: Some(crate::wire::Origin::Igp),
+                as_path: Some(crate::wire::AsPath::sequence(vec![65001])),
+                next_hop: Some("10.250.0.11".parse().unwrap()),
+                ..PathAttributes::default()
+            },
+            nlri: nlri.clone(),
+            ..Update::default()
+        };
+        let codec = Codec {
+            four_byte_as: true,
+            ..Codec::default()
+        };
+        let parts = encode(&Message::Update(u), &codec);
+        assert!(parts.len() >= 4, "{}", parts.len());
+        let mut seen = Vec::new();
+        for p in &parts {
+            assert!(p.len() <= 4096);
+            let (d, _) = crate::wire::decode_message(p, &codec).unwrap();
+            let crate::wire::Decoded::Message(Message::Update(u)) = d else {
+                panic!("not an update")
+            };
+            seen.extend(u.nlri);
+        }
+        assert_eq!(seen, nlri);
+        let w = Update {
+            withdrawn: nlri.clone(),
+            ..Update::default()
+        };
+        assert!(encode(&Message::Update(w), &codec).len() >= 4);
+    }
+}

@@ -1,0 +1,95 @@
+//! The one syscall the speaker needs that no safe wrapper offers: `setsockopt(TCP_MD5SIG)` (RFC 2385).
+//!
+//! Role: set or remove the TCP MD5 signature key for one peer address on a socket (a listener: the key
+//! applies to connections from that address; a connecting socket: to its connection).
+//! Inputs: a socket, the peer's address, the key (empty removes it).
+//! Outputs: the syscall's result as an `io::Result`.
+//!
+//! The option's value is the kernel's `struct tcp_md5sig` (linux/tcp.h), built here as plain bytes:
+//! a 128-byte `sockaddr_storage`, then flags (u8), prefix length (u8), key length (u16), ifindex (i32)
+//! and an 80-byte key: 216 bytes in all.
+
+use std::io;
+use std::net::IpAddr;
+use std::os::fd::{AsFd, AsRawFd};
+
+/// The longest key the kernel takes.
+pub const MAX_KEY_LEN: usize = 80;
+const SOCKADDR_STORAGE: usize = 128;
+const VALUE_LEN: usize = SOCKADDR_STORAGE + 1 + 1 + 2 + 4 + MAX_KEY_LEN;
+
+/// The `struct tcp_md5sig` for `peer` and `key`, as bytes in the machine's byte order.
+fn md5sig_value(peer: IpAddr, key: &[u8]) -> io::Result<[u8; VALUE_LEN]> {
+    if key.len() > MAX_KEY_LEN {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("TCP MD5 key longer than {MAX_KEY_LEN} bytes"),
+        ));
+    }
+    let mut v = [0u8; VALUE_LEN];
+    match peer {
+        IpAddr::V4(a) => {
+            // struct sockaddr_in: family, port (0), address.
+            v[0..2].copy_from_slice(&(libc::AF_INET as u16).to_ne_bytes());
+            v[4..8].copy_from_slice(&a.octets());
+        }
+        IpAddr::V6(a) => {
+            // struct sockaddr_in6: family, port (0), flow info (0), address, scope id (0).
+            v[0..2].copy_from_slice(&(libc::AF_INET6 as u16).to_ne_bytes());
+            v[8..24].copy_from_slice(&a.octets());
+        }
+    }
+    let at = SOCKADDR_STORAGE + 2; // after flags and prefix length (0: the exact address)
+    v[at..at + 2].copy_from_slice(&(key.len() as u16).to_ne_bytes());
+    let key_at = SOCKADDR_STORAGE + 8;
+    v[key_at..key_at + key.len()].copy_from_slice(key);
+    Ok(v)
+}
+
+/// Sets the TCP MD5 key for connections with `peer` on `socket` (an empty key removes it).
+///
+/// A socket of the IPv6 family needs an IPv6 address: pass IPv4 peers as IPv4-mapped addresses there.
+pub fn set_tcp_md5sig(socket: &impl AsFd, peer: IpAddr, key: &[u8]) -> io::Result<()> {
+    let value = md5sig_value(peer, key)?;
+    let fd = socket.as_fd().as_raw_fd();
+    // SAFETY: `fd` is a valid open socket borrowed for the duration of the call; `value` is a live,
+    // initialised buffer of exactly the length passed, which the kernel only reads.
+    #[allow(unsafe_code)]
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_MD5SIG,
+            value.as_ptr().cast::<libc::c_void>(),
+            VALUE_LEN as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_value_has_the_kernel_layout() {
+        let v = md5sig_value("10.250.0.12".parse().unwrap(), b"secret").unwrap();
+        assert_eq!(v.len(), 216);
+        assert_eq!(&v[4..8], &[10, 250, 0, 12]);
+        assert_eq!(u16::from_ne_bytes([v[130], v[131]]), 6);
+        assert_eq!(&v[136..142], b"secret");
+        assert!(md5sig_value("::1".parse().unwrap(), &[0; 81]).is_err());
+    }
+
+    #[test]
+    fn a_key_can_be_set_and_removed_on_a_listener() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let peer: IpAddr = "127.0.0.2".parse().unwrap();
+        set_tcp_md5sig(&l, peer, b"secret").unwrap();
+        set_tcp_md5sig(&l, peer, b"").unwrap();
+    }
+}

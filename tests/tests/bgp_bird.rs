@@ -1,0 +1,512 @@
+//! Interop with BIRD 2: our `calico-bgp` daemon and BIRD peer in lab hosts, and routes must reach both
+//! kernels: eBGP over IPv4 and IPv6 (MP-BGP), iBGP, 4-byte AS numbers, withdrawals, ECMP from two BIRD
+//! peers, route reflection between two BIRD clients, communities and large communities both ways, MD5,
+//! and the hold timer. Graceful restart has its own file (bgp_bird_gr.rs).
+//!
+//! Needs root, `bird`/`birdc` (Debian's bird2) and the release `calico-bgp` binary beside the tests
+//! (`cargo build --release -p calico-bgp`, or CALICO_BGP_BIN).
+
+#[path = "support/bird.rs"]
+mod bird;
+
+use std::time::Duration;
+
+use anyhow::{ensure, Result};
+use bird::*;
+use calico_lab::wait::wait_until;
+use calico_lab::Lab;
+
+fn preflight() -> Result<()> {
+    ensure!(
+        rustix::process::geteuid().is_root(),
+        "needs root: run the README's test command"
+    );
+    need_bird()?;
+    bgp_bin()?;
+    Ok(())
+}
+
+/// Our AS, BIRD's AS.
+const OURS: u32 = 65001;
+const THEIRS: u32 = 65002;
+
+#[test]
+fn ebgp_ipv4_routes_reach_both_kernels_and_withdrawals_follow() -> Result<()> {
+    preflight()?;
+    Lab::builder("bgpbird4").hosts(2).run(|lab| {
+        let (h1, h2) = (lab.host(1), lab.host(2));
+        let (a1, a2) = (h1.ip.to_string(), h2.ip.to_string());
+        let conf = |routes: &str| {
+            format!(
+                "{}protocol static s4 {{ ipv4; {routes} }}\n{}",
+                bird_head(&a2),
+                bird_bgp("ours", &a2, THEIRS, &a1, OURS, &v4_channel(""), "")
+            )
+        };
+        let bird = Bird::start(
+            lab,
+            h2,
+            "bird",
+            &conf("route 10.65.2.0/24 blackhole; route 10.65.3.0/24 blackhole;"),
+        )?;
+        let ours = Ours::start(
+            lab,
+            h1,
+            "ours",
+            &[
+                "--asn",
+                "65001",
+                "--router-id",
+                &a1,
+                "--peer",
+                &format!("{a2},as=65002,hold=9"),
+                "--announce",
+                "10.65.1.0/24",
+            ],
+        )?;
+        ours.wait_established(&a2)?;
+        bird.wait_established("ours")?;
+
+        // BIRD's routes in our kernel, with our protocol number; ours in BIRD's kernel.
+        let line = wait_kernel(h1, "10.65.2.0/24", &[&format!("via {a2}"), "proto bgp"])?;
+        ensure!(line.contains("dev eth0"), "{line}");
+        wait_kernel(h1, "10.65.3.0/24", &[&format!("via {a2}")])?;
+        wait_kernel(h2, "10.65.1.0/24", &[&format!("via {a1}"), "proto bird"])?;
+        // Our own route is announced but never installed by us.
+        ensure!(kernel_route(h1, "10.65.1.0/24")?.is_empty());
+        let shown = bird.route_all("10.65.1.0/24")?;
+        ensure!(
+            shown.contains("BGP.origin: IGP") && shown.contains("BGP.as_path: 65001"),
+            "{shown}"
+        );
+
+        // Status counts what was exchanged.
+        let peer = ours.peer(&a2)?;
+        ensure!(
+            peer["asn"] == 65002 && peer["routes_received"] == 2,
+            "{peer}"
+        );
+        ensure!(
+            peer["routes_accepted"] == 2 && peer["routes_advertised"] == 1,
+            "{peer}"
+        );
+        let table = calico_lab::cmd::Cmd::new([
+            bgp_bin()?.display().to_string(),
+            "status".into(),
+            "--control".into(),
+            ours.control.display().to_string(),
+        ])
+        .stdout()?;
+        ensure!(
+            table.starts_with("PEER") && table.contains("Established"),
+            "{table}"
+        );
+
+        // A withdrawal reaches our kernel; the other route stays.
+        bird.reconfigure(&conf("route 10.65.3.0/24 blackhole;"))?;
+        wait_no_kernel(h1, "10.65.2.0/24")?;
+        ensure!(!kernel_route(h1, "10.65.3.0/24")?.is_empty());
+
+        // A clean stop withdraws our routes from BIRD's kernel and leaves none of ours behind.
+        let mut ours = ours;
+        ours.daemon.stop(Duration::from_secs(5));
+        wait_no_kernel(h2, "10.65.1.0/24")?;
+        let left = h1.cmd(&["ip", "route", "show", "proto", "186"]).stdout()?;
+        ensure!(
+            left.is_empty(),
+            "our routes were left in the kernel: {left}"
+        );
+        Ok(())
+    })
+}
+
+#[test]
+fn ebgp_ipv6_over_mp_bgp() -> Result<()> {
+    preflight()?;
+    Lab::builder("bgpbird6").hosts(2).run(|lab| {
+        let (h1, h2) = (lab.host(1), lab.host(2));
+        let (a1, a2) = (h1.ip6.to_string(), h2.ip6.to_string());
+        let conf = format!(
+            "{}protocol static s6 {{ ipv6; route fd00:65::2:0/112 blackhole; }}\n{}",
+            bird_head(&h2.ip.to_string()),
+            bird_bgp("ours", &a2, THEIRS, &a1, OURS, &v6_channel(""), "")
+        );
+        let bird = Bird::start(lab, h2, "bird", &conf)?;
+        let ours = Ours::start(
+            lab,
+            h1,
+            "ours",
+            &[
+                "--asn",
+                "65001",
+                "--router-id",
+                &h1.ip.to_string(),
+                "--peer",
+                &format!("{a2},as=65002,hold=9"),
+                "--announce",
+                "fd00:65::1:0/112",
+            ],
+        )?;
+        ours.wait_established(&a2)?;
+        bird.wait_established("ours")?;
+        wait_kernel(h1, "fd00:65::2:0/112", &[&format!("via {a2}"), "proto bgp"])?;
+        wait_kernel(
+            h2,
+            "fd00:65::1:0/112",
+            &[&format!("via {a1}"), "proto bird"],
+        )?;
+        let routes = ours.routes()?;
+        let entry = routes
+            .as_array()
+            .and_then(|a| a.iter().find(|r| r["prefix"] == "fd00:65::2:0/112"))
+            .cloned()
+            .unwrap_or_default();
+        ensure!(entry["paths"][0]["best"] == true, "{routes}");
+        ensure!(
+            entry["paths"][0]["as_path"] == serde_json::json!([65002]),
+            "{entry}"
+        );
+        Ok(())
+    })
+}
+
+#[test]
+fn ibgp_and_four_byte_as() -> Result<()> {
+    preflight()?;
+    // h2: an iBGP BIRD in our AS 4200000001; h3: an eBGP BIRD in 65002.
+    Lab::builder("bgpbirdibgp").hosts(3).run(|lab| {
+        let (h1, h2, h3) = (lab.host(1), lab.host(2), lab.host(3));
+        let (a1, a2, a3) = (h1.ip.to_string(), h2.ip.to_string(), h3.ip.to_string());
+        const BIG: u32 = 4_200_000_001;
+        let ibgp = format!(
+            "{}protocol static s4 {{ ipv4; route 10.65.2.0/24 blackhole; }}\n{}",
+            bird_head(&a2),
+            bird_bgp("ours", &a2, BIG, &a1, BIG, &v4_channel(""), "")
+        );
+        let ebgp = format!(
+            "{}protocol static s4 {{ ipv4; route 10.65.3.0/24 blackhole; }}\n{}",
+            bird_head(&a3),
+            bird_bgp("ours", &a3, THEIRS, &a1, BIG, &v4_channel(""), "")
+        );
+        let b2 = Bird::start(lab, h2, "bird-ibgp", &ibgp)?;
+        let b3 = Bird::start(lab, h3, "bird-ebgp", &ebgp)?;
+        let ours = Ours::start(
+            lab,
+            h1,
+            "ours",
+            &[
+                "--asn",
+                "4200000001",
+                "--router-id",
+                &a1,
+                "--peer",
+                &format!("{a2},as=4200000001,hold=9"),
+                "--peer",
+                &format!("{a3},as=65002,hold=9"),
+                "--announce",
+                "10.65.1.0/24",
+            ],
+        )?;
+        for a in [&a2, &a3] {
+            ours.wait_established(a)?;
+        }
+        b2.wait_established("ours")?;
+        b3.wait_established("ours")?;
+        // iBGP both ways.
+        wait_kernel(h1, "10.65.2.0/24", &[&format!("via {a2}"), "proto bgp"])?;
+        wait_kernel(h2, "10.65.1.0/24", &[&format!("via {a1}")])?;
+        let shown = b2.route_all("10.65.1.0/24")?;
+        ensure!(shown.contains("BGP.local_pref: 100"), "{shown}");
+        // The 4-byte AS in BIRD's view of our route and in our view of the eBGP route.
+        wait_kernel(h3, "10.65.1.0/24", &[&format!("via {a1}")])?;
+        let shown = b3.route_all("10.65.1.0/24")?;
+        ensure!(shown.contains("BGP.as_path: 4200000001"), "{shown}");
+        // The eBGP route goes on to the iBGP peer with its AS path, our AS prepended only towards eBGP.
+        wait_kernel(h2, "10.65.3.0/24", &[])?;
+        let shown = b2.route_all("10.65.3.0/24")?;
+        ensure!(shown.contains("BGP.as_path: 65002"), "{shown}");
+        // The iBGP route goes to the eBGP peer with our 4-byte AS in front.
+        wait_kernel(h3, "10.65.2.0/24", &[&format!("via {a1}")])?;
+        let shown = b3.route_all("10.65.2.0/24")?;
+        ensure!(shown.contains("BGP.as_path: 4200000001"), "{shown}");
+        Ok(())
+    })
+}
+
+#[test]
+fn ecmp_from_two_bird_peers_is_one_multipath_route() -> Result<()> {
+    preflight()?;
+    Lab::builder("bgpbirdecmp").hosts(3).run(|lab| {
+        let (h1, h2, h3) = (lab.host(1), lab.host(2), lab.host(3));
+        let a1 = h1.ip.to_string();
+        let mut birds = Vec::new();
+        for h in [h2, h3] {
+            let a = h.ip.to_string();
+            let conf = format!(
+                "{}protocol static s4 {{ ipv4; route 10.65.9.0/24 blackhole; }}\n{}",
+                bird_head(&a),
+                bird_bgp("ours", &a, THEIRS, &a1, OURS, &v4_channel(""), "")
+            );
+            birds.push(Bird::start(lab, h, &format!("bird-{}", h.name), &conf)?);
+        }
+        let (a2, a3) = (h2.ip.to_string(), h3.ip.to_string());
+        let ours = Ours::start(
+            lab,
+            h1,
+            "ours",
+            &[
+                "--asn",
+                "65001",
+                "--router-id",
+                &a1,
+                "--ecmp",
+                "2",
+                "--peer",
+                &format!("{a2},as=65002,hold=9"),
+                "--peer",
+                &format!("{a3},as=65002,hold=9"),
+            ],
+        )?;
+        ours.wait_established(&a2)?;
+        ours.wait_established(&a3)?;
+        wait_kernel(
+            h1,
+            "10.65.9.0/24",
+            &[
+                &format!("nexthop via {a2}"),
+                &format!("nexthop via {a3}"),
+                "proto bgp",
+            ],
+        )?;
+        // One peer goes away: the route falls back to the other.
+        birds[1].birdc("disable ours")?;
+        let line = wait_kernel(h1, "10.65.9.0/24", &[&format!("via {a2}")])?;
+        wait_until(ROUTE, "a single path", || {
+            Ok(!kernel_route(h1, "10.65.9.0/24")?.contains("nexthop"))
+        })?;
+        ensure!(!kernel_route(h1, "10.65.9.0/24")?.contains(&a3), "{line}");
+        Ok(())
+    })
+}
+
+#[test]
+fn route_reflection_between_two_bird_clients() -> Result<()> {
+    preflight()?;
+    Lab::builder("bgpbirdrr").hosts(3).run(|lab| {
+        let (h1, h2, h3) = (lab.host(1), lab.host(2), lab.host(3));
+        let a1 = h1.ip.to_string();
+        let mut birds = Vec::new();
+        for (h, prefix) in [(h2, "10.65.2.0/24"), (h3, "10.65.3.0/24")] {
+            let a = h.ip.to_string();
+            let conf = format!(
+                "{}protocol static s4 {{ ipv4; route {prefix} blackhole; }}\n{}",
+                bird_head(&a),
+                bird_bgp("refl", &a, OURS, &a1, OURS, &v4_channel(""), "")
+            );
+            birds.push(Bird::start(lab, h, &format!("bird-{}", h.name), &conf)?);
+        }
+        let (a2, a3) = (h2.ip.to_string(), h3.ip.to_string());
+        let ours = Ours::start(
+            lab,
+            h1,
+            "ours",
+            &[
+                "--asn",
+                "65001",
+                "--router-id",
+                &a1,
+                "--peer",
+                &format!("{a2},as=65001,hold=9,rr-client"),
+                "--peer",
+                &format!("{a3},as=65001,hold=9,rr-client"),
+            ],
+        )?;
+        ours.wait_established(&a2)?;
+        ours.wait_established(&a3)?;
+        // Each client learns the other's route through us, with its original next hop.
+        wait_kernel(h3, "10.65.2.0/24", &[&format!("via {a2}"), "proto bird"])?;
+        wait_kernel(h2, "10.65.3.0/24", &[&format!("via {a3}"), "proto bird"])?;
+        let shown = birds[1].route_all("10.65.2.0/24")?;
+        ensure!(
+            shown.contains(&format!("BGP.originator_id: {a2}"))
+                && shown.contains(&format!("BGP.cluster_list: {a1}")),
+            "{shown}"
+        );
+        // And our kernel has both.
+        wait_kernel(h1, "10.65.2.0/24", &[&format!("via {a2}")])?;
+        wait_kernel(h1, "10.65.3.0/24", &[&format!("via {a3}")])?;
+        Ok(())
+    })
+}
+
+#[test]
+fn communities_and_large_communities_cross_both_ways() -> Result<()> {
+    preflight()?;
+    Lab::builder("bgpbirdcomm").hosts(2).run(|lab| {
+        let (h1, h2) = (lab.host(1), lab.host(2));
+        let (a1, a2) = (h1.ip.to_string(), h2.ip.to_string());
+        let conf = format!(
+            "{}protocol static s4 {{ ipv4; route 10.65.2.0/24 blackhole; }}\n{}",
+            bird_head(&a2),
+            bird_bgp(
+                "ours",
+                &a2,
+                THEIRS,
+                &a1,
+                OURS,
+                &v4_channel("bgp_community.add((65002,7)); bgp_large_community.add((65002,1,2));"),
+                ""
+            )
+        );
+        let bird = Bird::start(lab, h2, "bird", &conf)?;
+        let ours = Ours::start(
+            lab,
+            h1,
+            "ours",
+            &[
+                "--asn",
+                "65001",
+                "--router-id",
+                &a1,
+                "--peer",
+                &format!("{a2},as=65002,hold=9"),
+                "--announce",
+                "10.65.1.0/24,community=65001:7,large-community=65001:3:4",
+            ],
+        )?;
+        ours.wait_established(&a2)?;
+        wait_until(ROUTE, "BIRD's communities in our RIB", || {
+            let routes = ours.routes()?;
+            let found = routes
+                .as_array()
+                .and_then(|a| a.iter().find(|r| r["prefix"] == "10.65.2.0/24").cloned());
+            Ok(found.is_some_and(|r| {
+                r["paths"][0]["communities"] == serde_json::json!(["65002:7"])
+                    && r["paths"][0]["large_communities"] == serde_json::json!(["65002:1:2"])
+            }))
+        })?;
+        wait_kernel(h2, "10.65.1.0/24", &[])?;
+        let shown = bird.route_all("10.65.1.0/24")?;
+        ensure!(
+            shown.contains("BGP.community: (65001,7)")
+                && shown.contains("BGP.large_community: (65001, 3, 4)"),
+            "{shown}"
+        );
+        Ok(())
+    })
+}
+
+#[test]
+fn md5_right_password_establishes_and_wrong_one_does_not() -> Result<()> {
+    preflight()?;
+    Lab::builder("bgpbirdmd5").hosts(3).run(|lab| {
+        let (h1, h2, h3) = (lab.host(1), lab.host(2), lab.host(3));
+        let a1 = h1.ip.to_string();
+        let mut birds = Vec::new();
+        for h in [h2, h3] {
+            let a = h.ip.to_string();
+            let conf = format!(
+                "{}protocol static s4 {{ ipv4; route 10.65.{}.0/24 blackhole; }}\n{}",
+                bird_head(&a),
+                &h.name[1..],
+                bird_bgp(
+                    "ours",
+                    &a,
+                    THEIRS,
+                    &a1,
+                    OURS,
+                    &v4_channel(""),
+                    "password \"s3cret\";"
+                )
+            );
+            birds.push(Bird::start(lab, h, &format!("bird-{}", h.name), &conf)?);
+        }
+        let (a2, a3) = (h2.ip.to_string(), h3.ip.to_string());
+        let ours = Ours::start(
+            lab,
+            h1,
+            "ours",
+            &[
+                "--asn",
+                "65001",
+                "--router-id",
+                &a1,
+                "--peer",
+                &format!("{a2},as=65002,hold=9,password=s3cret"),
+                "--peer",
+                &format!("{a3},as=65002,hold=9,password=wrong"),
+            ],
+        )?;
+        ours.wait_established(&a2)?;
+        birds[0].wait_established("ours")?;
+        wait_kernel(h1, "10.65.2.0/24", &[&format!("via {a2}")])?;
+        // The wrong key never gets a session (the kernels drop the unsigned/mis-signed segments).
+        std::thread::sleep(Duration::from_secs(6));
+        let peer = ours.peer(&a3)?;
+        ensure!(peer["state"] != "Established", "{peer}");
+        ensure!(!birds[1].established("ours")?);
+        ensure!(kernel_route(h1, "10.65.3.0/24")?.is_empty());
+        Ok(())
+    })
+}
+
+#[test]
+fn the_hold_timer_expires_when_packets_are_dropped() -> Result<()> {
+    preflight()?;
+    Lab::builder("bgpbirdhold").hosts(2).run(|lab| {
+        let (h1, h2) = (lab.host(1), lab.host(2));
+        let (a1, a2) = (h1.ip.to_string(), h2.ip.to_string());
+        let conf = format!(
+            "{}protocol static s4 {{ ipv4; route 10.65.2.0/24 blackhole; }}\n{}",
+            bird_head(&a2),
+            bird_bgp("ours", &a2, THEIRS, &a1, OURS, &v4_channel(""), "")
+        );
+        let _bird = Bird::start(lab, h2, "bird", &conf)?;
+        let ours = Ours::start(
+            lab,
+            h1,
+            "ours",
+            &[
+                "--asn",
+                "65001",
+                "--router-id",
+                &a1,
+                "--peer",
+                &format!("{a2},as=65002,hold=9"),
+            ],
+        )?;
+        ours.wait_established(&a2)?;
+        wait_kernel(h1, "10.65.2.0/24", &[&format!("via {a2}")])?;
+        // Drop everything from BIRD in our namespace (the namespace and its rules go with the lab).
+        h1.cmd(&["nft", "add", "table", "inet", "bgptest"]).run()?;
+        h1.cmd(&[
+            "nft",
+            "add",
+            "chain",
+            "inet",
+            "bgptest",
+            "in",
+            "{ type filter hook input priority 0 ; policy accept ; }",
+        ])
+        .run()?;
+        h1.cmd(&[
+            "nft", "add", "rule", "inet", "bgptest", "in", "ip", "saddr", &a2, "drop",
+        ])
+        .run()?;
+        let t = std::time::Instant::now();
+        wait_until(Duration::from_secs(15), "our hold timer to expire", || {
+            let p = ours.peer(&a2)?;
+            Ok(p["state"] != "Established"
+                && p["last_error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("hold timer")))
+        })?;
+        let took = t.elapsed();
+        ensure!(
+            took >= Duration::from_secs(5),
+            "expired after only {took:?}"
+        );
+        wait_no_kernel(h1, "10.65.2.0/24")?;
+        Ok(())
+    })
+}

@@ -1,0 +1,178 @@
+//! Faults (scenario 5): calico-node killed with -9 while a TCP stream runs between containers on two
+//! hosts (the stream survives through graceful restart and the node converges); a node restarted while
+//! the master is down keeps its dataplane and converges when the master returns; a master restart
+//! changes nothing in the dataplane; a host that disappears has its routes withdrawn from the others
+//! within the hold time.
+
+use std::time::Duration;
+
+use anyhow::{bail, ensure, Context, Result};
+use calico_lab::cluster::{demo, Cluster, Datastore};
+use calico_lab::wait::wait_until;
+use calico_lab::{lab_bin, Lab, Place};
+
+/// Short timers so the faults play out quickly (hold 9 s, graceful restart 30 s).
+fn short_timers(c: &Cluster) -> Result<()> {
+    c.ctl(&[
+        "bgp",
+        "timers",
+        "--hold-time",
+        "9",
+        "--graceful-restart-time",
+        "30",
+    ])
+    .run()?;
+    Ok(())
+}
+
+fn setup(lab: &Lab) -> Result<Cluster<'_>> {
+    let mut c = Cluster::start(lab, Datastore::Embedded)?;
+    short_timers(&c)?;
+    c.add_pools_and_profiles()?;
+    c.start_all_nodes(&[])?;
+    for h in lab.hosts() {
+        c.wait_sessions(h, 2, Duration::from_secs(30))?;
+    }
+    c.run_getting_started()?;
+    c.assert_reaches("a", demo("e").v4, Duration::from_secs(20))?;
+    Ok(c)
+}
+
+/// What the kernel of a host holds that Felix, the blackholes and BGP own: routes and the ruleset.
+fn dataplane(lab: &Lab, host: usize) -> Result<String> {
+    let h = lab.host(host);
+    let routes = h.cmd(&["ip", "route", "show"]).stdout()?;
+    let routes6 = h.cmd(&["ip", "-6", "route", "show"]).stdout()?;
+    let rules = h.cmd(&["nft", "list", "ruleset"]).stdout()?;
+    // Counters move with traffic; compare the rules themselves.
+    let rules: String = rules
+        .lines()
+        .map(|l| match l.find("counter packets") {
+            Some(i) => &l[..i],
+            None => l,
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    Ok(format!("{routes}\n{routes6}\n{rules}"))
+}
+
+#[test]
+fn killing_a_node_keeps_a_stream_alive_and_the_node_converges() -> Result<()> {
+    Lab::builder("nodekill").hosts(2).run(|lab| {
+        let mut c = setup(lab)?;
+        let e = demo("e");
+        let server = format!("{}:7000", e.v4);
+        let _echo = lab.spawn(
+            "echo-e",
+            &Place::Pid(c.pid("e")?),
+            &[lab_bin().display().to_string(), "serve".into(), "tcp".into(), server.clone()],
+        )?;
+        let a_pid = c.pid("a")?;
+        let stream = std::thread::spawn(move || {
+            Place::Pid(a_pid)
+                .cmd(&[
+                    lab_bin().display().to_string(),
+                    "probe".into(),
+                    "stream".into(),
+                    server,
+                    "--seconds".into(),
+                    "25".into(),
+                ])
+                .timeout(Duration::from_secs(60))
+                .output()
+        });
+        std::thread::sleep(Duration::from_secs(3));
+        let h1 = lab.host(1).clone();
+        c.stop_node(&h1, true);
+        std::thread::sleep(Duration::from_secs(4));
+        c.start_node(&h1, &[])?;
+        c.wait_ready(&h1, Duration::from_secs(30))?;
+        let out = stream
+            .join()
+            .map_err(|_| anyhow::anyhow!("the stream thread panicked"))??;
+        ensure!(
+            out.success(),
+            "the TCP stream between a (h1) and e (h2) broke while calico-node on h1 restarted: {}{}",
+            out.stdout,
+            out.stderr
+        );
+        c.wait_sessions(&h1, 2, Duration::from_secs(30))?;
+        // Converged: a container started after the restart is wired, routed and policed.
+        c.run_container(&h1, "f", "10.65.0.5", "A_C_E")?;
+        let f = format!("lab-{}-f", lab.name());
+        wait_until(Duration::from_secs(20), "e pings the new container f", || {
+            c.ping("e", "10.65.0.5")
+        })?;
+        ensure!(
+            !c.exec(&h1, &f, &["ping", "-c", "1", "-W", "1", demo("b").v4]).succeeds()?,
+            "f (A_C_E) reached b (B)"
+        );
+        Ok(())
+    })
+}
+
+#[test]
+fn the_dataplane_outlives_the_master() -> Result<()> {
+    Lab::builder("nomaster").hosts(2).run(|lab| {
+        let mut c = setup(lab)?;
+        let h1 = lab.host(1).clone();
+        // A master restart changes nothing in the dataplane.
+        std::thread::sleep(Duration::from_secs(2));
+        let before = dataplane(lab, 1)?;
+        c.stop_master(false);
+        c.start_master()?;
+        std::thread::sleep(Duration::from_secs(3));
+        let after = dataplane(lab, 1)?;
+        ensure!(before == after, "the master's restart changed h1's dataplane:\n--- before\n{before}\n--- after\n{after}");
+
+        // With the master down, a node killed and restarted keeps (and serves) what it had.
+        c.stop_master(true);
+        c.stop_node(&h1, true);
+        c.start_node(&h1, &[])?;
+        std::thread::sleep(Duration::from_secs(5));
+        for _ in 0..3 {
+            ensure!(c.ping("a", demo("e").v4)?, "a lost e while the master was down");
+            ensure!(!c.ping("a", demo("b").v4)?, "a reached b while the master was down");
+        }
+        ensure!(dataplane(lab, 1)? == after, "h1's dataplane changed while the master was down");
+        // The master returns: the node converges (a new container on h1 works).
+        c.start_master()?;
+        c.wait_ready(&h1, Duration::from_secs(30))?;
+        c.run_container(&h1, "g", "10.65.0.6", "A_C_E")?;
+        wait_until(Duration::from_secs(20), "e pings the new container g", || {
+            c.ping("e", "10.65.0.6")
+        })?;
+        Ok(())
+    })
+}
+
+#[test]
+fn a_vanished_host_has_its_routes_withdrawn_within_the_hold_time() -> Result<()> {
+    Lab::builder("hostgone").hosts(2).run(|lab| {
+        let c = setup(lab)?;
+        let h1 = lab.host(1);
+        let h2 = lab.host(2);
+        let learned = |h: &calico_lab::Host| -> Result<bool> {
+            Ok(h.cmd(&["ip", "route", "show", "proto", "186"])
+                .stdout()?
+                .contains("10.65.1."))
+        };
+        ensure!(learned(h1)?, "h1 has no BGP route to h2's block");
+        // h2 vanishes from the fabric (its link goes down: no FIN, no NOTIFICATION).
+        h2.cmd(&["ip", "link", "set", "eth0", "down"]).run()?;
+        let start = std::time::Instant::now();
+        wait_until(
+            Duration::from_secs(9 + 6),
+            "h1 withdraws h2's routes",
+            || Ok(!learned(h1)?),
+        )
+        .context("the hold time is 9 s")?;
+        let took = start.elapsed();
+        if took > Duration::from_secs(15) {
+            bail!("withdrawal took {took:?}");
+        }
+        eprintln!("h2's routes were withdrawn from h1 {took:?} after its link went down");
+        drop(c);
+        Ok(())
+    })
+}

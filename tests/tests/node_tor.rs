@@ -1,0 +1,136 @@
+//! Scenario 2: hosts in two subnets behind a ToR running BIRD 2, the node-to-node mesh off. Each host is
+//! in its own AS with a per-node eBGP peer at the ToR's address on its subnet (`calicoctl node bgp peer
+//! add`); the ToR learns each host's block and passes it to the other, and containers in one profile
+//! reach each other across the ToR (IPv4 and IPv6) while other profiles stay denied. BGP timers are
+//! short (hold 9 s, graceful restart 30 s) through the BGP configuration.
+
+#[path = "support/bird.rs"]
+mod bird;
+
+use std::time::Duration;
+
+use anyhow::Result;
+use bird::{bird_bgp, bird_head, need_bird, Bird};
+use calico_lab::cluster::{demo, Cluster, Datastore};
+use calico_lab::{Host, Lab, Subnet};
+
+const TOR_AS: u32 = 65000;
+
+/// The ToR as a lab host (its namespace, its address on subnet A) so BIRD can run there.
+fn tor_host(lab: &Lab) -> Host {
+    let plan = lab.plan();
+    Host {
+        name: "tor".into(),
+        ns: format!("lab-{}-tor", lab.name()),
+        subnet: Subnet::A,
+        ip: plan.tor_v4(Subnet::A),
+        ip6: plan.tor_v6(Subnet::A),
+    }
+}
+
+/// BIRD on the ToR: one eBGP session per host and family, passing BGP routes on and into its kernel.
+fn tor_config(lab: &Lab, hosts: &[(&Host, u32)]) -> String {
+    let plan = lab.plan();
+    let mut conf = bird_head(&plan.tor_v4(Subnet::A).to_string());
+    for (h, asn) in hosts {
+        let v4 = "ipv4 { import all; export where source = RTS_BGP; };";
+        let v6 = "ipv6 { import all; export where source = RTS_BGP; };";
+        let name = &h.name;
+        conf += &bird_bgp(
+            &format!("{name}_v4"),
+            &plan.tor_v4(h.subnet).to_string(),
+            TOR_AS,
+            &h.ip.to_string(),
+            *asn,
+            v4,
+            "graceful restart on;",
+        );
+        conf += &bird_bgp(
+            &format!("{name}_v6"),
+            &plan.tor_v6(h.subnet).to_string(),
+            TOR_AS,
+            &h.ip6.to_string(),
+            *asn,
+            v6,
+            "graceful restart on;",
+        );
+    }
+    conf
+}
+
+#[test]
+fn per_node_ebgp_peers_to_the_tor() -> Result<()> {
+    need_bird()?;
+    Lab::builder("torebgp")
+        .hosts(1)
+        .hosts_behind_tor(1)
+        .run(|lab| {
+            let (h1, h2) = (lab.host(1).clone(), lab.host(2).clone());
+            let plan = lab.plan();
+            let mut c = Cluster::start(lab, Datastore::Embedded)?;
+            c.ctl(&[
+                "bgp",
+                "timers",
+                "--hold-time",
+                "9",
+                "--graceful-restart-time",
+                "30",
+            ])
+            .run()?;
+            c.ctl(&["bgp", "node-mesh", "off"]).run()?;
+            c.add_pools_and_profiles()?;
+            let tor = Bird::start(
+                lab,
+                &tor_host(lab),
+                "tor",
+                &tor_config(lab, &[(&h1, 65001), (&h2, 65002)]),
+            )?;
+            for (h, asn) in [(&h1, "65001"), (&h2, "65002")] {
+                let tor4 = plan.tor_v4(h.subnet).to_string();
+                let tor6 = plan.tor_v6(h.subnet).to_string();
+                for ip in [&tor4, &tor6] {
+                    c.ctl(&[
+                        "node",
+                        "bgp",
+                        "peer",
+                        "add",
+                        ip,
+                        "as",
+                        "65000",
+                        "--hostname",
+                        &h.name,
+                    ])
+                    .run()?;
+                }
+                c.start_node(h, &["--as", asn])?;
+            }
+            for h in [&h1, &h2] {
+                c.wait_ready(h, Duration::from_secs(30))?;
+                c.wait_sessions(h, 2, Duration::from_secs(30))?;
+                tor.wait_established(&format!("{}_v4", h.name))?;
+                tor.wait_established(&format!("{}_v6", h.name))?;
+            }
+            let status = c.status(&h1)?;
+            anyhow::ensure!(
+                status["bgp"]
+                    .as_array()
+                    .is_some_and(|l| l.iter().all(|s| s["type"] == "node" && s["asn"] == 65000)),
+                "h1's sessions should be node peers to AS 65000: {status}"
+            );
+            c.run_demo(&["a", "b", "e"])?;
+            let within = Duration::from_secs(30);
+            for v6 in [false, true] {
+                let ip = |n: &str| if v6 { demo(n).v6 } else { demo(n).v4 };
+                c.assert_reaches("a", ip("e"), within)?;
+                c.assert_reaches("e", ip("a"), within)?;
+                c.assert_denied("b", ip("e"))?;
+            }
+            // h1 learned h2's block through the ToR, with the ToR as the next hop.
+            let routes = h1.cmd(&["ip", "route", "show", "proto", "186"]).stdout()?;
+            anyhow::ensure!(
+                routes.contains(&format!("via {}", plan.tor_v4(Subnet::A))),
+                "h1's BGP routes should go via the ToR: {routes}"
+            );
+            Ok(())
+        })
+}

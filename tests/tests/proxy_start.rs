@@ -1,0 +1,504 @@
+//! The proxy's start, inspect, event and cleanup hooks against a real dockerd, a real master and a lab
+//! host: a Calico container's first process already sees its interface (the init wrapper waits for
+//! it), `docker inspect` shows the Calico IP and the user's command, stop/start keeps IP, MAC and
+//! interface name (also when started straight at dockerd, rewired from the event stream), `docker rm`
+//! releases the address at once, a removal straight at dockerd is caught from the events, a new proxy
+//! rewires what a killed one missed, `calicoctl container add --netns` wires a bare namespace, and 50
+//! concurrent runs get distinct addresses and working interfaces.
+//!
+//! The proxy runs in the test process (root namespace) with the lab host's namespace as its host
+//! namespace; the master runs in the test process on an in-memory store.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{ensure, Context, Result};
+use calico_lab::cmd::Cmd;
+use calico_lab::docker::IMAGE;
+use calico_lab::wait::wait_until;
+use calico_lab::{Host, Lab};
+use calico_master::api::{bind, serve, Api};
+use calico_master::client::{BlockingClient, Client};
+use calico_master::store::{EmbeddedOptions, EmbeddedStore};
+use calico_proxy::context::Calico;
+use calico_proxy::hooks::workload::{WorkloadSpec, DOCKER, NETNS};
+use calico_proxy::passthrough::Upstream;
+use calico_proxy::server::Proxy;
+use serde_json::{json, Value};
+
+/// A master on an in-memory store, on its own runtime until dropped.
+struct Master {
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Master {
+    fn start() -> Result<Master> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Runtime::new().expect("a runtime");
+            rt.block_on(async move {
+                let store = EmbeddedStore::in_memory(EmbeddedOptions::default()).expect("a store");
+                let api = Arc::new(Api::new(Arc::new(store), None));
+                let listeners = bind(&["127.0.0.1:0".parse().expect("addr")])
+                    .await
+                    .expect("bind");
+                let _ = tx.send(listeners[0].local_addr().expect("addr"));
+                if let Err(e) = serve(listeners, api, async {
+                    let _ = stop_rx.await;
+                })
+                .await
+                {
+                    eprintln!("the master stopped: {e}");
+                }
+            });
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(10))
+            .context("the master did not start")?;
+        let m = Master {
+            addr,
+            stop: Some(stop),
+            thread: Some(thread),
+        };
+        let c = m.client()?;
+        c.post("/v1/pools", &json!({"cidr": "10.65.0.0/16"}))?;
+        c.post("/v1/pools", &json!({"cidr": "fd00:65::/64"}))?;
+        Ok(m)
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn client(&self) -> Result<BlockingClient> {
+        Ok(BlockingClient::new(Client::new(&[self.url()], None)?)?)
+    }
+}
+
+impl Drop for Master {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The node's proxy (listener, events, reconcile) for lab host `host`, until dropped ("killed": its
+/// runtime is shut down without any cleanup).
+struct Node {
+    proxy: SocketAddr,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+/// The node name of `host`: unique across labs, since every lab's proxies share one dockerd and follow
+/// its events for the containers labelled with their node name.
+fn node_name(host: &Host) -> String {
+    host.ns.trim_start_matches("lab-").to_string()
+}
+
+fn context(master: &Master, lab: &Lab, host: &Host) -> Result<Calico> {
+    let state = lab.dir().join(format!("state-{}", host.name));
+    let init = calico_proxy::init::install(&state)?;
+    Ok(
+        Calico::new(node_name(host), Client::new(&[master.url()], None)?)
+            .with_gateways(Some(host.ip), Some(host.ip6))
+            .with_state_dir(state)
+            .with_init_binary(Some(init))
+            .with_host_netns(Some(PathBuf::from(format!("/run/netns/{}", host.ns)))),
+    )
+}
+
+impl Node {
+    fn start(master: &Master, lab: &Lab, host: &Host) -> Result<Node> {
+        let calico = context(master, lab, host)?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        let proxy = runtime.block_on(async {
+            let up = Arc::new(Upstream {
+                socket: PathBuf::from("/var/run/docker.sock"),
+                calico: Some(Arc::new(calico)),
+            });
+            let proxy = Proxy::bind("127.0.0.1:0".parse()?, up.clone()).await?;
+            let addr = proxy.local_addr()?;
+            tokio::spawn(calico_proxy::events::run_background(up));
+            tokio::spawn(proxy.serve(std::future::pending()));
+            anyhow::Ok(addr)
+        })?;
+        Ok(Node {
+            proxy,
+            runtime: Some(runtime),
+        })
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// `docker` through the proxy.
+fn docker(node: &Node, args: &[&str]) -> Cmd {
+    let host = format!("tcp://{}", node.proxy);
+    let mut argv = vec!["docker", "-H", host.as_str()];
+    argv.extend_from_slice(args);
+    Cmd::new(argv).timeout(Duration::from_secs(90))
+}
+
+/// `docker` straight at dockerd.
+fn direct(args: &[&str]) -> Cmd {
+    let mut argv = vec!["docker"];
+    argv.extend_from_slice(args);
+    Cmd::new(argv).timeout(Duration::from_secs(90))
+}
+
+/// The spec the proxy derives for container `id` of `host` (names, MAC).
+fn spec(host: &Host, id: &str) -> WorkloadSpec {
+    WorkloadSpec {
+        node: node_name(host),
+        orchestrator: DOCKER.into(),
+        workload_id: id.into(),
+        if_name: "eth0".into(),
+        ips: vec![],
+        profiles: vec![],
+        gateway_v4: Some(host.ip),
+        gateway_v6: Some(host.ip6),
+    }
+}
+
+fn mac_text(mac: [u8; 6]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// The host side of container `id` exists (and is up).
+fn host_side_up(host: &Host, id: &str) -> Result<bool> {
+    let out = Cmd::new([
+        "ip",
+        "-n",
+        host.ns.as_str(),
+        "-o",
+        "link",
+        "show",
+        "dev",
+        &spec(host, id).host_iface(),
+    ])
+    .output()?;
+    Ok(out.success() && out.stdout.contains("state UP"))
+}
+
+/// Who holds `ip` with the master (its handle), if anyone.
+fn holder(master: &Master, ip: &str) -> Result<Option<String>> {
+    match master.client()?.get(&format!("/v1/ipam/ips/{ip}")) {
+        Ok(v) => Ok(v["handle_id"].as_str().map(String::from)),
+        Err(calico_master::client::ClientError::Api { status: 404, .. }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn endpoint_state(master: &Master, host: &Host, id: &str) -> Result<Option<String>> {
+    let eps = master
+        .client()?
+        .get(&format!("/v1/endpoints?host={}", node_name(host)))?;
+    Ok(eps
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| e["workload_id"] == id)
+        .and_then(|e| e["state"].as_str().map(String::from)))
+}
+
+/// The container's eth0 as seen from inside: (MAC, addresses and routes text).
+fn inside(id: &str) -> Result<(String, String)> {
+    let mac = direct(&["exec", id, "cat", "/sys/class/net/eth0/address"]).stdout()?;
+    let text = direct(&[
+        "exec",
+        id,
+        "sh",
+        "-c",
+        "ip addr show eth0; ip route; ip -6 route",
+    ])
+    .stdout()?;
+    Ok((mac, text))
+}
+
+fn run_calico(node: &Node, label: &str, env: &str, argv: &[&str]) -> Result<String> {
+    let mut args = vec![
+        "run",
+        "-d",
+        "--label",
+        label,
+        "-e",
+        env,
+        "-e",
+        "CALICO_PROFILE=web",
+        IMAGE,
+    ];
+    args.extend_from_slice(argv);
+    docker(node, &args).stdout()
+}
+
+/// The command a container runs to record what its first process saw, then sleep.
+const RECORD: &[&str] = &[
+    "sh",
+    "-c",
+    "ip addr show eth0 > /tmp/first; ip route >> /tmp/first; exec sleep 1d",
+];
+
+fn root() {
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "needs root: run the README's test command"
+    );
+}
+
+#[test]
+fn containers_are_wired_before_they_run_and_cleaned_up_after() -> Result<()> {
+    root();
+    Lab::builder("proxystart").hosts(1).run(|lab| {
+        lab.docker()?;
+        let label = format!("calico-lab={}", lab.name());
+        let master = Master::start()?;
+        let h1 = lab.host(1);
+        let node = Node::start(&master, lab, h1)?;
+
+        // The first process sees its interface: `ip` itself is the container's command, run once.
+        let out = docker(&node, &["run", "--rm", "--label", &label, "-e", "CALICO_IP=10.65.0.2", "-e", "CALICO_PROFILE=web", IMAGE, "sh", "-c", "ip addr show eth0; ip route"]).stdout()?;
+        ensure!(out.contains("inet 10.65.0.2/32"), "the first process saw no address: {out}");
+        ensure!(out.contains(&format!("default via {} dev eth0", h1.ip)), "no default route: {out}");
+        // --rm: the daemon removes it; the event follower releases the address.
+        wait_until(Duration::from_secs(10), "10.65.0.2 to be released after --rm", || Ok(holder(&master, "10.65.0.2")?.is_none()))?;
+
+        // A long-running one: inspect shows the IP and the user's command.
+        let id = run_calico(&node, &label, "CALICO_IP=10.65.0.2", RECORD)?;
+        let first = direct(&["exec", &id, "cat", "/tmp/first"]).stdout()?;
+        ensure!(first.contains("inet 10.65.0.2/32") && first.contains("default via"), "{first}");
+        let shown = docker(&node, &["inspect", "--format", "{{.NetworkSettings.IPAddress}}|{{.NetworkSettings.Networks.calico.IPAddress}}|{{.NetworkSettings.Gateway}}|{{json .Config.Cmd}}|{{.Path}}|{{.NetworkSettings.MacAddress}}", &id]).stdout()?;
+        let s = spec(h1, &id);
+        let want = format!("10.65.0.2|10.65.0.2|{}|{}|sh|{}", h1.ip, serde_json::to_string(RECORD)?, mac_text(s.mac()));
+        ensure!(shown == want, "inspect shows {shown}, want {want}");
+        ensure!(host_side_up(h1, &id)?, "the host side {} is up", s.host_iface());
+        let (mac, text) = inside(&id)?;
+        ensure!(mac == mac_text(s.mac()), "MAC {mac}");
+        ensure!(text.contains(&format!("{} dev eth0", h1.ip)), "a link route to the gateway: {text}");
+        ensure!(endpoint_state(&master, h1, &id)?.as_deref() == Some("active"));
+        let ep = master.client()?.get(&format!("/v1/endpoints/{}", s.endpoint_id()))?;
+        ensure!(ep["profile_ids"] == json!(["web"]) && ep["name"] == s.host_iface() && ep["ipv4_gateway"] == h1.ip.to_string(), "{ep}");
+
+        // The host reaches it once the /32 route Felix would make is there.
+        h1.cmd(&["ip", "route", "add", "10.65.0.2/32", "dev", &s.host_iface()]).run()?;
+        h1.cmd(&["ping", "-c", "1", "-W", "2", "10.65.0.2"]).run().context("ping from the host")?;
+
+        // Stop and start through the proxy: same IP, MAC, interface; inactive while stopped.
+        direct(&["exec", &id, "rm", "/tmp/first"]).run()?;
+        docker(&node, &["stop", "-t", "0", &id]).run()?;
+        wait_until(Duration::from_secs(10), "the endpoint to go inactive", || Ok(endpoint_state(&master, h1, &id)?.as_deref() == Some("inactive")))?;
+        ensure!(!host_side_up(h1, &id)?, "the host side is gone while stopped");
+        ensure!(holder(&master, "10.65.0.2")?.as_deref() == Some(id.as_str()), "the address stays reserved");
+        docker(&node, &["start", &id]).run()?;
+        ensure!(host_side_up(h1, &id)?, "wired before start answered");
+        let (mac2, text2) = inside(&id)?;
+        ensure!(mac2 == mac && text2.contains("inet 10.65.0.2/32"), "{mac2} {text2}");
+        ensure!(direct(&["exec", &id, "cat", "/tmp/first"]).stdout()?.contains("default via"), "the restarted first process saw its route");
+
+        // Stop, then start straight at dockerd: rewired from the event stream.
+        direct(&["exec", &id, "rm", "/tmp/first"]).run()?;
+        docker(&node, &["stop", "-t", "0", &id]).run()?;
+        direct(&["start", &id]).run()?;
+        wait_until(Duration::from_secs(10), "the event follower to rewire", || host_side_up(h1, &id))?;
+        let (mac3, _) = inside(&id)?;
+        ensure!(mac3 == mac);
+        ensure!(direct(&["exec", &id, "cat", "/tmp/first"]).stdout()?.contains("inet 10.65.0.2/32"), "the wrapper waited for the late wiring");
+        wait_until(Duration::from_secs(10), "the endpoint to be active again", || Ok(endpoint_state(&master, h1, &id)?.as_deref() == Some("active")))?;
+
+        // Dual stack, automatic.
+        let out = docker(&node, &["run", "--rm", "--label", &label, "-e", "CALICO_IP=auto,ipv6", IMAGE, "sh", "-c", "ip addr show eth0; ip -6 route"]).stdout()?;
+        ensure!(out.contains("inet 10.65.") && out.contains("inet6 fd00:65::"), "{out}");
+        ensure!(out.contains(&format!("default via {} dev eth0", h1.ip6)), "{out}");
+
+        // docker rm -f through the proxy frees the address at once.
+        docker(&node, &["rm", "-f", &id]).run()?;
+        ensure!(holder(&master, "10.65.0.2")?.is_none(), "released before rm answered");
+        let again = run_calico(&node, &label, "CALICO_IP=10.65.0.2", &["sleep", "1d"])?;
+        ensure!(holder(&master, "10.65.0.2")?.as_deref() == Some(again.as_str()));
+        wait_until(Duration::from_secs(10), "the old endpoint to be deleted", || Ok(endpoint_state(&master, h1, &id)?.is_none()))?;
+
+        // Removed straight at dockerd: caught from the events within seconds.
+        direct(&["rm", "-f", &again]).run()?;
+        wait_until(Duration::from_secs(5), "the events to release 10.65.0.2", || Ok(holder(&master, "10.65.0.2")?.is_none() && endpoint_state(&master, h1, &again)?.is_none()))?;
+        ensure!(!host_side_up(h1, &again)?);
+        Ok(())
+    })
+}
+
+#[test]
+fn a_new_proxy_rewires_what_a_killed_one_missed_and_calicoctl_wires_namespaces() -> Result<()> {
+    root();
+    Lab::builder("proxyrestart").hosts(1).run(|lab| {
+        lab.docker()?;
+        let label = format!("calico-lab={}", lab.name());
+        let master = Master::start()?;
+        let h1 = lab.host(1);
+        let node = Node::start(&master, lab, h1)?;
+        let gone = run_calico(&node, &label, "CALICO_IP=10.65.1.2", &["sleep", "1d"])?;
+        let back = run_calico(&node, &label, "CALICO_IP=10.65.1.3", RECORD)?;
+        drop(node); // killed: no cleanup of its own
+
+        direct(&["rm", "-f", &gone]).run()?;
+        direct(&["exec", &back, "rm", "/tmp/first"]).run()?;
+        direct(&["restart", "-t", "0", &back]).run()?;
+        ensure!(!host_side_up(h1, &back)?, "nobody wired it yet");
+        ensure!(
+            holder(&master, "10.65.1.2")?.is_some(),
+            "nobody released it yet"
+        );
+
+        let node = Node::start(&master, lab, h1)?;
+        wait_until(
+            Duration::from_secs(10),
+            "the reconcile to rewire and clean up",
+            || Ok(host_side_up(h1, &back)? && holder(&master, "10.65.1.2")?.is_none()),
+        )?;
+        ensure!(
+            endpoint_state(&master, h1, &gone)?.is_none(),
+            "the removed container's endpoint is gone"
+        );
+        let first = direct(&["exec", &back, "cat", "/tmp/first"]).stdout()?;
+        ensure!(
+            first.contains("inet 10.65.1.3/32") && first.contains("default via"),
+            "{first}"
+        );
+
+        // calicoctl container add --netns: the same code wires a bare namespace.
+        let ns = format!("{}-w1", h1.ns);
+        Cmd::new(["ip", "netns", "add", ns.as_str()]).run()?;
+        let path = PathBuf::from(format!("/run/netns/{ns}"));
+        let calico = context(&master, lab, h1)?;
+        let rt = tokio::runtime::Runtime::new()?;
+        let target = calico_proxy::manual::Target::Netns(path.clone());
+        let sock = PathBuf::from("/var/run/docker.sock");
+        let added = rt.block_on(calico_proxy::manual::add(
+            &calico,
+            &sock,
+            &target,
+            &["auto".into(), "ipv6".into()],
+            "eth1",
+            &["db".into()],
+        ))?;
+        ensure!(added.workload_id == ns && added.ips.len() == 2, "{added:?}");
+        let text = Cmd::new(["ip", "-n", ns.as_str(), "addr", "show", "eth1"]).stdout()?;
+        let v4 = added
+            .ips
+            .iter()
+            .find(|ip| ip.is_ipv4())
+            .context("a v4 address")?;
+        ensure!(text.contains(&format!("inet {v4}/32")), "{text}");
+        let routes = Cmd::new(["ip", "-n", ns.as_str(), "route"]).stdout()?;
+        ensure!(
+            routes.contains(&format!("default via {} dev eth1", h1.ip)),
+            "{routes}"
+        );
+        ensure!(Cmd::new([
+            "ip",
+            "-n",
+            h1.ns.as_str(),
+            "link",
+            "show",
+            added.host_iface.as_str()
+        ])
+        .succeeds()?);
+        let ep = master
+            .client()?
+            .get(&format!("/v1/endpoints/{}", added.endpoint_id))?;
+        ensure!(
+            ep["orchestrator"] == NETNS
+                && ep["container:if_name"] == "eth1"
+                && ep["profile_ids"] == json!(["db"]),
+            "{ep}"
+        );
+        // ip add / remove.
+        let extra: IpAddr = "10.65.1.77".parse()?;
+        rt.block_on(calico_proxy::manual::change_ip(
+            &calico, &sock, &target, true, extra, None,
+        ))?;
+        ensure!(Cmd::new(["ip", "-n", ns.as_str(), "addr", "show", "eth1"])
+            .stdout()?
+            .contains("10.65.1.77/32"));
+        ensure!(holder(&master, "10.65.1.77")?.as_deref() == Some(ns.as_str()));
+        rt.block_on(calico_proxy::manual::change_ip(
+            &calico, &sock, &target, false, extra, None,
+        ))?;
+        ensure!(!Cmd::new(["ip", "-n", ns.as_str(), "addr", "show", "eth1"])
+            .stdout()?
+            .contains("10.65.1.77"));
+        ensure!(holder(&master, "10.65.1.77")?.is_none());
+        // A second add of the same interface is refused; remove undoes it all.
+        let again = rt.block_on(calico_proxy::manual::add(
+            &calico,
+            &sock,
+            &target,
+            &["auto".into()],
+            "eth1",
+            &[],
+        ));
+        ensure!(again.is_err_and(|e| e.to_string().contains("already")));
+        let removed = rt.block_on(calico_proxy::manual::remove(&calico, &sock, &target))?;
+        ensure!(removed == std::slice::from_ref(&added.endpoint_id));
+        ensure!(!Cmd::new([
+            "ip",
+            "-n",
+            h1.ns.as_str(),
+            "link",
+            "show",
+            added.host_iface.as_str()
+        ])
+        .succeeds()?);
+        ensure!(holder(&master, &v4.to_string())?.is_none());
+        drop(node);
+        Ok(())
+    })
+}
+
+#[test]
+fn fifty_concurrent_runs_get_distinct_addresses_and_working_interfaces() -> Result<()> {
+    root();
+    Lab::builder("proxyfifty").hosts(1).run(|lab| {
+        lab.docker()?;
+        let label = format!("calico-lab={}", lab.name());
+        let master = Master::start()?;
+        let h1 = lab.host(1);
+        let node = Node::start(&master, lab, h1)?;
+        let ids: Vec<Result<String>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..50)
+                .map(|_| s.spawn(|| docker(&node, &["run", "-d", "--label", &label, "-e", "CALICO_IP=auto", IMAGE, "sh", "-c", "ip addr show eth0 > /tmp/first; ip route >> /tmp/first; exec sleep 1d"]).stdout()))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("panicked")))).collect()
+        });
+        let ids: Vec<String> = ids.into_iter().collect::<Result<_>>()?;
+        let mut seen = std::collections::BTreeSet::new();
+        for id in &ids {
+            let v: Value = serde_json::from_str(&docker(&node, &["inspect", "--format", "{{json .NetworkSettings}}", id]).stdout()?)?;
+            let ip = v["IPAddress"].as_str().unwrap_or("").to_string();
+            ensure!(ip.starts_with("10.65."), "{id}: {v}");
+            let first = direct(&["exec", id, "cat", "/tmp/first"]).stdout()?;
+            ensure!(first.contains(&format!("inet {ip}/32")) && first.contains("default via"), "{id}: {first}");
+            ensure!(host_side_up(h1, id)?, "{id}: host side");
+            ensure!(seen.insert(ip.clone()), "{ip} handed out twice");
+        }
+        Ok(())
+    })
+}
