@@ -136,6 +136,12 @@ impl<'a> Cluster<'a> {
         serde_json::from_str(&out).with_context(|| format!("calicoctl {args:?} printed: {out}"))
     }
 
+    /// The node name of `host` in the cluster: `<lab>-<host>`, unique on the machine, because every
+    /// lab shares one dockerd and a node acts on the containers labelled with its name.
+    pub fn node_name(&self, host: &Host) -> String {
+        format!("{}-{}", self.lab.name(), host.name)
+    }
+
     /// Starts calico-node on `host` (`--ip`, `--ip6`, `--name` from the host; `extra` appended).
     pub fn start_node(&mut self, host: &Host, extra: &[&str]) -> Result<()> {
         let n = self.node_starts.entry(host.name.clone()).or_default();
@@ -152,7 +158,7 @@ impl<'a> Cluster<'a> {
             "--ip6".into(),
             host.ip6.to_string(),
             "--name".into(),
-            host.name.clone(),
+            self.node_name(host),
             "--state-dir".into(),
             self.lab
                 .dir()
@@ -183,7 +189,7 @@ impl<'a> Cluster<'a> {
 
     /// The status `host`'s node last reported (`calicoctl status --node`).
     pub fn status(&self, host: &Host) -> Result<Value> {
-        self.ctl_json(&["status", "--node", &host.name])
+        self.ctl_json(&["status", "--node", &self.node_name(host)])
     }
 
     /// Waits until `host`'s node reports `ready`.

@@ -53,7 +53,27 @@ fn dataplane(lab: &Lab, host: usize) -> Result<String> {
         })
         .collect::<Vec<_>>()
         .join("\n");
-    Ok(format!("{routes}\n{routes6}\n{rules}"))
+    // Order is not state: the kernel lists set elements and routes in insertion order.
+    let mut lines: Vec<String> = format!("{routes}\n{routes6}\n{rules}")
+        .lines()
+        .map(|l| l.trim().to_string())
+        .collect();
+    lines.sort();
+    Ok(lines.join("\n"))
+}
+
+/// The lines only in `a` (-) and only in `b` (+).
+fn line_diff(a: &str, b: &str) -> String {
+    let (la, lb): (Vec<&str>, Vec<&str>) = (a.lines().collect(), b.lines().collect());
+    let gone = la
+        .iter()
+        .filter(|l| !lb.contains(l))
+        .map(|l| format!("- {l}"));
+    let new = lb
+        .iter()
+        .filter(|l| !la.contains(l))
+        .map(|l| format!("+ {l}"));
+    gone.chain(new).collect::<Vec<_>>().join("\n")
 }
 
 #[test]
@@ -123,7 +143,11 @@ fn the_dataplane_outlives_the_master() -> Result<()> {
         c.start_master()?;
         std::thread::sleep(Duration::from_secs(3));
         let after = dataplane(lab, 1)?;
-        ensure!(before == after, "the master's restart changed h1's dataplane:\n--- before\n{before}\n--- after\n{after}");
+        ensure!(
+            before == after,
+            "the master's restart changed h1's dataplane:\n{}",
+            line_diff(&before, &after)
+        );
 
         // With the master down, a node killed and restarted keeps (and serves) what it had.
         c.stop_master(true);
@@ -131,17 +155,30 @@ fn the_dataplane_outlives_the_master() -> Result<()> {
         c.start_node(&h1, &[])?;
         std::thread::sleep(Duration::from_secs(5));
         for _ in 0..3 {
-            ensure!(c.ping("a", demo("e").v4)?, "a lost e while the master was down");
-            ensure!(!c.ping("a", demo("b").v4)?, "a reached b while the master was down");
+            ensure!(
+                c.ping("a", demo("e").v4)?,
+                "a lost e while the master was down"
+            );
+            ensure!(
+                !c.ping("a", demo("b").v4)?,
+                "a reached b while the master was down"
+            );
         }
-        ensure!(dataplane(lab, 1)? == after, "h1's dataplane changed while the master was down");
+        let now = dataplane(lab, 1)?;
+        ensure!(
+            now == after,
+            "h1's dataplane changed while the master was down:\n{}",
+            line_diff(&after, &now)
+        );
         // The master returns: the node converges (a new container on h1 works).
         c.start_master()?;
         c.wait_ready(&h1, Duration::from_secs(30))?;
         c.run_container(&h1, "g", "10.65.0.6", "A_C_E")?;
-        wait_until(Duration::from_secs(20), "e pings the new container g", || {
-            c.ping("e", "10.65.0.6")
-        })?;
+        wait_until(
+            Duration::from_secs(20),
+            "e pings the new container g",
+            || c.ping("e", "10.65.0.6"),
+        )?;
         Ok(())
     })
 }

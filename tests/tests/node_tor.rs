@@ -86,26 +86,29 @@ fn per_node_ebgp_peers_to_the_tor() -> Result<()> {
                 &tor_config(lab, &[(&h1, 65001), (&h2, 65002)]),
             )?;
             for (h, asn) in [(&h1, "65001"), (&h2, "65002")] {
-                let tor4 = plan.tor_v4(h.subnet).to_string();
-                let tor6 = plan.tor_v6(h.subnet).to_string();
-                for ip in [&tor4, &tor6] {
+                c.start_node(h, &["--as", asn])?;
+                c.wait_ready(h, Duration::from_secs(30))?;
+                // The node registered itself; now its own peers: the ToR on its subnet.
+                for ip in [
+                    plan.tor_v4(h.subnet).to_string(),
+                    plan.tor_v6(h.subnet).to_string(),
+                ] {
+                    let name = c.node_name(h);
                     c.ctl(&[
                         "node",
                         "bgp",
                         "peer",
                         "add",
-                        ip,
+                        &ip,
                         "as",
                         "65000",
                         "--hostname",
-                        &h.name,
+                        &name,
                     ])
                     .run()?;
                 }
-                c.start_node(h, &["--as", asn])?;
             }
             for h in [&h1, &h2] {
-                c.wait_ready(h, Duration::from_secs(30))?;
                 c.wait_sessions(h, 2, Duration::from_secs(30))?;
                 tor.wait_established(&format!("{}_v4", h.name))?;
                 tor.wait_established(&format!("{}_v6", h.name))?;
