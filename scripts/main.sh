@@ -54,10 +54,15 @@ ctl() { "$RELEASE/calicoctl" --master "$MASTER_URL" "$@"; }
 on_host() { local h=$1; shift; ip netns exec "lab-demo-$h" "$@"; }
 dock() { local h=$1; shift; on_host "$h" docker -H tcp://127.0.0.1:2375 "$@"; }
 
-# ping_from NAME IP: one ping from inside the container, through the proxy.
-ping_from() { dock "$(host_of "$1")" exec "calico-demo-$1" ping -c 1 -W 1 "$2" >/dev/null 2>&1; }
-host_of() { for c in "${CONTAINERS[@]}"; do set -- $c "$1"; [ "$1" = "$6" ] && { echo "$2"; return; }; done; }
-ip_of() { for c in "${CONTAINERS[@]}"; do set -- $c "$1"; [ "$1" = "$6" ] && { echo "$3"; return; }; done; }
+declare -A HOST_OF IP_OF
+for c in "${CONTAINERS[@]}"; do
+  read -r name host ip _ _ <<< "$c"
+  HOST_OF[$name]=$host
+  IP_OF[$name]=$ip
+done
+
+# ping_from NAME IP: one ping from inside the container, through its host's proxy.
+ping_from() { dock "${HOST_OF[$1]}" exec "calico-demo-$1" ping -c 1 -W 1 "$2" >/dev/null 2>&1; }
 
 case "${1:-up}" in
   up)
@@ -104,18 +109,22 @@ case "${1:-up}" in
       printf '    %s on %s: %s, %s, profile %s\n' "$1" "$2" "$3" "$4" "$5"
     done
     echo
-    ctl status
-    echo
     say "who can reach whom (A's profile A_C_E admits C and E; B and D are in other profiles)"
     for pair in "A C yes" "A E yes" "A B no" "A D no"; do
-      set -- $pair
-      target=$(ip_of "$2")
+      read -r from to expected <<< "$pair"
+      target=${IP_OF[$to]}
       ok=no
-      for _ in 1 2 3 4 5; do ping_from "$1" "$target" && { ok=yes; break; }; [ "$3" = no ] && break; sleep 1; done
-      verdict=$([ "$ok" = yes ] && echo "reaches" || echo "is denied")
-      mark=$([ "$ok" = "$3" ] && echo "as expected" || echo "UNEXPECTED")
-      printf '    %s -> %s (%s): %s, %s\n' "$1" "$2" "$target" "$verdict" "$mark"
+      for _ in 1 2 3 4 5; do
+        if ping_from "$from" "$target"; then ok=yes; break; fi
+        [ "$expected" = no ] && break
+        sleep 1
+      done
+      verdict="is denied"; [ "$ok" = yes ] && verdict="reaches"
+      mark="UNEXPECTED"; [ "$ok" = "$expected" ] && mark="as expected"
+      printf '    %s -> %s (%s): %s, %s\n' "$from" "$to" "$target" "$verdict" "$mark"
     done
+    echo
+    ctl status
     echo
     echo "Ready in $(( $(date +%s) - started )) s. Try:"
     echo "  ip netns exec lab-demo-h1 docker -H tcp://127.0.0.1:2375 ps"

@@ -11,7 +11,7 @@
 //!    streams to `--nodes` subscribers; registrations per second, and when the last subscriber has
 //!    the last one. Peer, same run: the same registrations on a master without the hub.
 //!
-//! Run: `cargo run --release -p calico-bench --bin sync_scale -- [--nodes 100] [--endpoints 10000]
+//! Run: `cargo run --release -p calico-bench --bin sync-scale -- [--nodes 100] [--endpoints 10000]
 //! [--registrations 10000] [--concurrency 16] [--file]` (`--file`: the store in a temporary file,
 //! fsynced per write, instead of in memory).
 

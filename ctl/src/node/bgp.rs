@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use calico_bgp::speaker::{LocalRoute, PeerSettings};
-use calico_master::model::{BgpPeer, BgpTimers, Host};
+use calico_master::model::{BgpPeer, BgpTimers, Host, RouteReflector};
 use calico_master::sync::NodeState;
 use ipnet::IpNet;
 
@@ -96,39 +96,42 @@ pub fn peers(state: &NodeState) -> Vec<PeerSettings> {
             }
         }
     }
-    // Route reflection: a reflector peers with its clients; a client with every reflector that lists it.
-    let my_addresses = addresses(me);
+    // Route reflection (iBGP): a reflector peers with its clients (as rr-clients), a client with every
+    // reflector that counts it as a client, and reflectors with each other as ordinary iBGP peers, so
+    // what one reflector's clients send reaches the other's. A reflector with an explicit client list
+    // peers on the listed addresses (and its clients with it on those families only).
+    let mut reflection: Vec<(&Host, IpAddr, bool)> = Vec::new();
     for h in others() {
-        let Some(rr) = &h.route_reflector else {
-            continue;
-        };
-        if rr.clients.iter().any(|c| my_addresses.contains(c)) {
-            for ip in addresses(h) {
-                add(
-                    ip,
-                    h.effective_as(config).get(),
-                    BgpTimers::default(),
-                    false,
-                    NODE,
-                );
+        if let Some(rr) = &me.route_reflector {
+            if let Some(ips) = client_addresses(rr, h) {
+                reflection.extend(ips.into_iter().map(|ip| (h, ip, true)));
+                continue;
             }
         }
-    }
-    if let Some(rr) = &me.route_reflector {
-        for h in others() {
+        let served_by_h = h
+            .route_reflector
+            .as_ref()
+            .and_then(|rr| client_addresses(rr, me));
+        if let Some(mine) = served_by_h {
+            let families: Vec<bool> = mine.iter().map(IpAddr::is_ipv4).collect();
             for ip in addresses(h)
                 .into_iter()
-                .filter(|ip| rr.clients.contains(ip))
+                .filter(|ip| families.contains(&ip.is_ipv4()))
             {
-                add(
-                    ip,
-                    h.effective_as(config).get(),
-                    BgpTimers::default(),
-                    true,
-                    NODE,
-                );
+                reflection.push((h, ip, false));
             }
+        } else if me.route_reflector.is_some() && h.route_reflector.is_some() {
+            reflection.extend(addresses(h).into_iter().map(|ip| (h, ip, false)));
         }
+    }
+    for (h, ip, rr_client) in reflection {
+        add(
+            ip,
+            h.effective_as(config).get(),
+            BgpTimers::default(),
+            rr_client,
+            NODE,
+        );
     }
     let mut explicit = |p: &BgpPeer, kind: &str| {
         add(p.ip, p.as_num.get(), p.timers, p.rr_client, kind);
@@ -140,6 +143,25 @@ pub fn peers(state: &NodeState) -> Vec<PeerSettings> {
         explicit(p, NODE);
     }
     out.into_values().collect()
+}
+
+/// The addresses on which reflector `rr` serves `client` (`None`: not its client). With no client
+/// list, every node that is not itself a reflector is a client on all its addresses.
+fn client_addresses(rr: &RouteReflector, client: &Host) -> Option<Vec<IpAddr>> {
+    let all = client
+        .ipv4
+        .map(IpAddr::V4)
+        .into_iter()
+        .chain(client.ipv6.map(IpAddr::V6));
+    let ips: Vec<IpAddr> = if rr.clients.is_empty() {
+        if client.route_reflector.is_some() {
+            return None;
+        }
+        all.collect()
+    } else {
+        all.filter(|ip| rr.clients.contains(ip)).collect()
+    };
+    (!ips.is_empty()).then_some(ips)
 }
 
 /// The routes this node announces: its blocks, then its workloads' addresses outside them.
@@ -167,7 +189,7 @@ pub fn blackholes(state: &NodeState) -> Vec<IpNet> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use calico_master::model::{AsNumber, RouteReflector};
+    use calico_master::model::AsNumber;
     use calico_master::sync::NodeRoutes;
 
     fn host(name: &str, v4: &str, v6: Option<&str>) -> Host {
@@ -262,6 +284,112 @@ mod tests {
         assert_eq!(p.len(), 1);
         assert_eq!(p[0].address.to_string(), "10.0.0.9");
         assert!(!p[0].rr_client);
+    }
+
+    fn reflector(mut h: Host, clients: &[&str]) -> Host {
+        h.route_reflector = Some(RouteReflector {
+            cluster_id: h.ipv4.unwrap(),
+            clients: clients.iter().map(|c| c.parse().unwrap()).collect(),
+        });
+        h
+    }
+
+    /// (address, rr_client) of each session, in address order.
+    fn sessions(nodes: &[Host], me: &str) -> Vec<(String, bool)> {
+        let mut s = state(me, nodes.to_vec());
+        s.bgp.config.node_mesh = false;
+        peers(&s)
+            .iter()
+            .map(|p| {
+                assert_eq!(p.description, NODE);
+                (p.address.to_string(), p.rr_client)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn reflector_without_client_list_serves_every_non_reflector() {
+        let nodes = vec![
+            reflector(host("h1", "10.0.0.1", Some("fd00::1")), &[]),
+            host("h2", "10.0.0.2", Some("fd00::2")),
+            host("h3", "10.0.0.3", None),
+        ];
+        let own = |a: &str| (a.to_owned(), true);
+        assert_eq!(
+            sessions(&nodes, "h1"),
+            [own("10.0.0.2"), own("10.0.0.3"), own("fd00::2")]
+        );
+        let up = |a: &str| (a.to_owned(), false);
+        assert_eq!(sessions(&nodes, "h2"), [up("10.0.0.1"), up("fd00::1")]);
+        // h3 has no IPv6 address: only the IPv4 session.
+        assert_eq!(sessions(&nodes, "h3"), [up("10.0.0.1")]);
+        // The cluster's timers apply.
+        let mut s = state("h2", nodes.clone());
+        s.bgp.config.node_mesh = false;
+        s.bgp.config.timers.hold_time = Some(9);
+        assert!(peers(&s)
+            .iter()
+            .all(|p| p.hold_time == Duration::from_secs(9)));
+    }
+
+    #[test]
+    fn reflectors_peer_with_each_other_as_non_clients() {
+        let nodes = vec![
+            reflector(host("r1", "10.0.0.1", None), &[]),
+            reflector(host("r2", "10.0.0.2", None), &["10.0.0.4"]),
+            host("c3", "10.0.0.3", None),
+            host("c4", "10.0.0.4", None),
+        ];
+        let s = |a: &str, c: bool| (a.to_owned(), c);
+        // r1 serves every non-reflector (c3, c4); r2 only c4; the reflectors peer as iBGP non-clients.
+        assert_eq!(
+            sessions(&nodes, "r1"),
+            [
+                s("10.0.0.2", false),
+                s("10.0.0.3", true),
+                s("10.0.0.4", true)
+            ]
+        );
+        assert_eq!(
+            sessions(&nodes, "r2"),
+            [s("10.0.0.1", false), s("10.0.0.4", true)]
+        );
+        assert_eq!(sessions(&nodes, "c3"), [s("10.0.0.1", false)]);
+        assert_eq!(
+            sessions(&nodes, "c4"),
+            [s("10.0.0.1", false), s("10.0.0.2", false)]
+        );
+    }
+
+    #[test]
+    fn explicit_clients_choose_the_families_and_can_be_reflectors() {
+        let nodes = vec![
+            reflector(
+                host("top", "10.0.0.1", Some("fd00::1")),
+                &["fd00::2", "10.0.0.3"],
+            ),
+            reflector(host("mid", "10.0.0.2", Some("fd00::2")), &[]),
+            host("leaf", "10.0.0.3", Some("fd00::3")),
+        ];
+        let s = |a: &str, c: bool| (a.to_owned(), c);
+        // top serves mid (a reflector itself, listed by its IPv6 address) and leaf over IPv4 only.
+        assert_eq!(
+            sessions(&nodes, "top"),
+            [s("10.0.0.3", true), s("fd00::2", true)]
+        );
+        // mid: a client of top on IPv6; it serves leaf (a non-reflector) on both families.
+        assert_eq!(
+            sessions(&nodes, "mid"),
+            [s("10.0.0.3", true), s("fd00::1", false), s("fd00::3", true)]
+        );
+        assert_eq!(
+            sessions(&nodes, "leaf"),
+            [
+                s("10.0.0.1", false),
+                s("10.0.0.2", false),
+                s("fd00::2", false)
+            ]
+        );
     }
 
     #[test]

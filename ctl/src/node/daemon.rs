@@ -505,17 +505,24 @@ async fn start_speaker(opts: &NodeOptions, asn: u32, state: &NodeState) -> anyho
     Ok(s)
 }
 
-/// Reports the node's state to the master every `report_interval`.
+/// Reports the node's state to the master: within a second of a change, and every `report_interval`
+/// otherwise (so `calicoctl status` can tell a silent node from a live one).
 async fn report_loop(client: Client, opts: NodeOptions, shared: Arc<Shared>) {
+    let path = format!("/v1/nodes/{}/status", opts.name);
+    let mut last: Option<(Value, Instant)> = None;
     loop {
         let report = status_report(&opts, &shared).await;
-        if let Err(e) = client
-            .put(&format!("/v1/nodes/{}/status", opts.name), Some(&report))
-            .await
-        {
-            tracing::debug!(error = %e, "cannot report the node's status");
+        let due = match &last {
+            Some((sent, at)) => *sent != report || at.elapsed() >= opts.report_interval,
+            None => true,
+        };
+        if due {
+            match client.put(&path, Some(&report)).await {
+                Ok(_) => last = Some((report, Instant::now())),
+                Err(e) => tracing::debug!(error = %e, "cannot report the node's status"),
+            }
         }
-        tokio::time::sleep(opts.report_interval).await;
+        tokio::time::sleep(Duration::from_secs(1).min(opts.report_interval)).await;
     }
 }
 

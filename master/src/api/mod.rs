@@ -40,12 +40,17 @@
 //! DELETE /v1/endpoints/<id>                         delete and release its addresses
 //! GET    /v1/endpoints/<id>/profiles                ["P", …]
 //! POST   /v1/endpoints/<id>/profiles  {"action":"append|remove|set","profiles":[…]}
-//! GET    /v1/nodes[?detailed=true]                  [{"name","ip_addr_v4","ip_addr_v6","as_num","effective_as","peers"(,…)}]
+//! GET    /v1/nodes[?detailed=true]                  [{"name","ip_addr_v4","ip_addr_v6","as_num","effective_as","peers",
+//!                                                   "route_reflector"(,…)}]
 //! PUT    /v1/nodes/<name>  {"ip_addr_v4"?,"ip_addr_v6"?,"as_num"?}   201 registered / 200 updated
 //! GET    /v1/nodes/<name>                           one node
 //! DELETE /v1/nodes/<name>[?force=true]              409 while it has endpoints, unless forced
 //! PUT    /v1/nodes/<name>/status  {"state"?,"felix":{…},"bgp":[…]}   a node's report
 //! GET    /v1/nodes/<name>/status                    {"node","state","reported_at","felix","bgp"}
+//! PUT    /v1/nodes/<name>/route_reflector  {"cluster_id"?,"clients"?:[IP]}   make it a BGP route reflector
+//!                                                   (201 / 200 updated); cluster_id defaults to its IPv4
+//!                                                   address, no clients = every other non-reflector node
+//! DELETE /v1/nodes/<name>/route_reflector           stop reflecting (200, "changed": false if it was not)
 //! GET    /v1/nodes/<name>/peers[?version=4|6]       per-node BGP peers
 //! POST   /v1/nodes/<name>/peers  {"ip","as_num",timers…?}   DELETE /v1/nodes/<name>/peers/<ip>
 //! GET    /v1/bgp/config                             {"as_num","node_mesh","timers"}

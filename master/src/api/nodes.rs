@@ -2,8 +2,10 @@
 //!
 //! Role: the store side of hosts, under the original's keys and plain-text values:
 //! `/calico/bgp/v1/host/<h>/ip_addr_v4` = `172.17.8.101`, `…/ip_addr_v6` = `fd00::1`, `…/as_num` =
-//! `64512` (absent: the default node AS), `…/peer_v4/<ip>` = `{"ip","as_num"}`. A node exists when one
-//! of its address keys does. Status reports (not in the original) live at
+//! `64512` (absent: the default node AS), `…/peer_v4/<ip>` = `{"ip","as_num"}`, and (this project's
+//! addition) `…/route_reflector` = `{"cluster_id": "<IPv4>", "clients": ["<IP>", …]}` when the node is a
+//! BGP route reflector (`clients` empty: every other node that is not itself a reflector). A node
+//! exists when one of its address keys does. Status reports (not in the original) live at
 //! `/calico/felix/v1/host/<h>/status` (where later Calico kept Felix's status), as the JSON the node
 //! sent plus `"reported_at"` (Unix seconds, set by the master). Inputs: the store, request JSON, path
 //! segments. Outputs: JSON answers or an [`ApiError`].
@@ -19,7 +21,7 @@ use serde_json::{json, Map, Value};
 
 use super::{bgp, endpoints, ipam, ApiError, CAS_RETRIES};
 use crate::{
-    model::{validate_hostname, AsNumber, Host, IpVersion},
+    model::{validate_hostname, AsNumber, Host, IpVersion, RouteReflector},
     store::{
         keys::{host_bgp_prefix, Key, BGP_HOST_PREFIX, HOST_PREFIX},
         Compare, Op, Store, Txn,
@@ -49,6 +51,7 @@ fn text(v: &[u8]) -> String {
 fn all(store: &dyn Store) -> Result<BTreeMap<String, Host>, ApiError> {
     let mut hosts: BTreeMap<String, Host> = BTreeMap::new();
     let mut peers: BTreeMap<String, Vec<crate::model::BgpPeer>> = BTreeMap::new();
+    let mut reflectors: BTreeMap<String, RouteReflector> = BTreeMap::new();
     for kv in store.list(BGP_HOST_PREFIX)?.kvs {
         let entry = |hosts: &mut BTreeMap<String, Host>, h: &str| {
             hosts.entry(h.to_owned()).or_insert_with(|| Host {
@@ -81,6 +84,14 @@ fn all(store: &dyn Store) -> Result<BTreeMap<String, Host>, ApiError> {
                 Ok(p) => peers.entry(host).or_default().push(p),
                 Err(e) => tracing::warn!(key = %kv.key, error = %e, "skipping a malformed peer"),
             },
+            Some(Key::HostRouteReflector { host }) => match serde_json::from_slice(&kv.value) {
+                Ok(rr) => {
+                    reflectors.insert(host, rr);
+                }
+                Err(e) => {
+                    tracing::warn!(key = %kv.key, error = %e, "skipping a malformed route reflector")
+                }
+            },
             _ => {}
         }
     }
@@ -88,6 +99,11 @@ fn all(store: &dyn Store) -> Result<BTreeMap<String, Host>, ApiError> {
     for (name, list) in peers {
         if let Some(h) = hosts.get_mut(&name) {
             h.peers = list;
+        }
+    }
+    for (name, rr) in reflectors {
+        if let Some(h) = hosts.get_mut(&name) {
+            h.route_reflector = Some(rr);
         }
     }
     Ok(hosts)
@@ -106,6 +122,7 @@ fn host_json(h: &Host, default_as: AsNumber) -> Value {
         "as_num": h.as_num,
         "effective_as": h.as_num.unwrap_or(default_as),
         "peers": h.peers,
+        "route_reflector": h.route_reflector,
     })
 }
 
@@ -212,10 +229,13 @@ pub(crate) fn put(store: &dyn Store, name: &str, body: &Value) -> Result<(bool, 
         peers: vec![],
         route_reflector: None,
     };
-    if let Ok(existing) = get_host(store, name) {
-        host.peers = existing.peers;
+    let existing = get_host(store, name).ok();
+    if let Some(e) = &existing {
+        host.peers.clone_from(&e.peers);
     }
     host.validate()?;
+    // The reflector role is kept, but not re-validated: a node re-registering must not be refused.
+    host.route_reflector = existing.and_then(|e| e.route_reflector);
     let keys = [
         (
             Key::HostIp {
@@ -329,6 +349,158 @@ pub(crate) fn remove(
     Err(ApiError::Contended(format!(
         "the IPAM blocks of node {name}"
     )))
+}
+
+fn route_reflector_body(host: &Host, body: &Value) -> Result<RouteReflector, ApiError> {
+    let name = &host.name;
+    let obj = body.as_object().ok_or_else(|| {
+        ApiError::bad_request(
+            "body",
+            "expected {\"cluster_id\"?: \"172.17.8.101\", \"clients\"?: [\"172.17.8.102\", …]}",
+        )
+    })?;
+    if let Some(k) = obj
+        .keys()
+        .find(|k| !matches!(k.as_str(), "cluster_id" | "clients"))
+    {
+        return Err(ApiError::bad_request(
+            k,
+            "unknown field; a route reflector has cluster_id and clients",
+        ));
+    }
+    let cluster_id = match obj.get("cluster_id") {
+        None | Some(Value::Null) => host.ipv4.ok_or_else(|| {
+            ApiError::bad_request(
+                "cluster_id",
+                format!("node {name} has no IPv4 address to use as cluster id; give cluster_id"),
+            )
+        })?,
+        Some(Value::String(s)) => s.parse::<Ipv4Addr>().map_err(|_| {
+            ApiError::bad_request("cluster_id", format!("`{s}` is not an IPv4 address"))
+        })?,
+        Some(v) => {
+            return Err(ApiError::bad_request(
+                "cluster_id",
+                format!("{v} is not an IPv4 address"),
+            ))
+        }
+    };
+    let clients = match obj.get("clients") {
+        None | Some(Value::Null) => vec![],
+        Some(Value::Array(list)) => list
+            .iter()
+            .map(|c| {
+                c.as_str()
+                    .and_then(|s| s.parse::<IpAddr>().ok())
+                    .ok_or_else(|| {
+                        ApiError::bad_request("clients", format!("{c} is not an IP address"))
+                    })
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "clients",
+                "must be a list of IP addresses",
+            ))
+        }
+    };
+    Ok(RouteReflector {
+        cluster_id,
+        clients,
+    })
+}
+
+fn describe_clients(rr: &RouteReflector) -> String {
+    if rr.clients.is_empty() {
+        "every other node that is not a reflector".to_owned()
+    } else {
+        let list: Vec<String> = rr.clients.iter().map(ToString::to_string).collect();
+        list.join(", ")
+    }
+}
+
+/// The keys whose revisions make a node exist, for the compare of a write that needs the node.
+fn node_compares(store: &dyn Store, name: &str, mut txn: Txn) -> Result<Txn, ApiError> {
+    for version in [IpVersion::V4, IpVersion::V6] {
+        let key = Key::HostIp {
+            host: name.into(),
+            version,
+        }
+        .path();
+        let rev = store.get(&key)?.map_or(0, |kv| kv.mod_revision);
+        txn = txn.when(Compare::mod_revision(&key, rev));
+    }
+    Ok(txn)
+}
+
+/// `PUT /v1/nodes/<name>/route_reflector {"cluster_id"?, "clients"?}`: make the node a BGP route
+/// reflector (or change its settings). `cluster_id` defaults to the node's IPv4 address; `clients`
+/// empty or absent means every other node that is not itself a reflector. Returns (created?, answer).
+pub(crate) fn put_route_reflector(
+    store: &dyn Store,
+    name: &str,
+    body: &Value,
+) -> Result<(bool, Value), ApiError> {
+    let key = Key::HostRouteReflector { host: name.into() }.path();
+    for _ in 0..CAS_RETRIES {
+        // Read first, so the compare covers everything the decision below saw.
+        let cur = store.get(&key)?;
+        let mut host = get_host(store, name)?;
+        let rr = route_reflector_body(&host, body)?;
+        let before = host.route_reflector.replace(rr.clone());
+        host.validate()?;
+        if before.as_ref() == Some(&rr) {
+            return Ok((
+                false,
+                json!({"message": format!("Node {name} is already a route reflector with these settings"), "changed": false, "node": host_json(&host, bgp::default_as(store)?)}),
+            ));
+        }
+        let value = serde_json::to_vec(&rr)
+            .map_err(|e| ApiError::Internal(format!("cannot encode the route reflector: {e}")))?;
+        let txn = Txn::new()
+            .when(Compare::mod_revision(
+                &key,
+                cur.as_ref().map_or(0, |kv| kv.mod_revision),
+            ))
+            .and_then(Op::put(&key, value));
+        if store.txn(node_compares(store, name, txn)?)?.succeeded {
+            let what = if before.is_some() {
+                format!("Updated route reflector {name}")
+            } else {
+                format!("Node {name} is now a route reflector")
+            };
+            let message = format!(
+                "{what} (cluster id {}, clients: {})",
+                rr.cluster_id,
+                describe_clients(&rr)
+            );
+            return Ok((
+                before.is_none(),
+                json!({"message": message, "changed": true, "node": host_json(&host, bgp::default_as(store)?)}),
+            ));
+        }
+    }
+    Err(ApiError::Contended(format!("node {name}")))
+}
+
+/// `DELETE /v1/nodes/<name>/route_reflector`: the node stops reflecting (200, `"changed": false`, when
+/// it was not a reflector).
+pub(crate) fn remove_route_reflector(store: &dyn Store, name: &str) -> Result<Value, ApiError> {
+    let host = get_host(store, name)?;
+    let key = Key::HostRouteReflector { host: name.into() }.path();
+    if store.get(&key)?.is_none() {
+        return Ok(
+            json!({"message": format!("Node {name} is not a route reflector"), "changed": false}),
+        );
+    }
+    store.delete(&key)?;
+    let mut host = host;
+    host.route_reflector = None;
+    Ok(json!({
+        "message": format!("Node {name} is no longer a route reflector"),
+        "changed": true,
+        "node": host_json(&host, bgp::default_as(store)?),
+    }))
 }
 
 /// `GET /v1/nodes/<name>/peers[?version=4|6]`.

@@ -323,6 +323,14 @@ impl Api {
                 "PUT" => Ok((200, nodes::put_status(store, name, &json_body(req)?)?)),
                 _ => Err(not_allowed()),
             },
+            ["v1", "nodes", name, "route_reflector"] => match m {
+                "PUT" => {
+                    let (created, v) = nodes::put_route_reflector(store, name, &json_body(req)?)?;
+                    Ok((if created { 201 } else { 200 }, v))
+                }
+                "DELETE" => Ok((200, nodes::remove_route_reflector(store, name)?)),
+                _ => Err(not_allowed()),
+            },
             ["v1", "nodes", name, "peers"] => match m {
                 "GET" => Ok((200, nodes::peers(store, name, q.get("version"))?)),
                 "POST" => {
@@ -426,6 +434,7 @@ fn route_name(segs: &[&str]) -> &'static str {
         ["v1", "nodes"] => "/v1/nodes",
         ["v1", "nodes", _] => "/v1/nodes/{name}",
         ["v1", "nodes", _, "status"] => "/v1/nodes/{name}/status",
+        ["v1", "nodes", _, "route_reflector"] => "/v1/nodes/{name}/route_reflector",
         ["v1", "nodes", _, "peers"] => "/v1/nodes/{name}/peers",
         ["v1", "nodes", _, "peers", _] => "/v1/nodes/{name}/peers/{ip}",
         ["v1", "bgp", "config"] => "/v1/bgp/config",

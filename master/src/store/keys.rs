@@ -12,12 +12,13 @@
 //! /calico/v1/policy/profile/<name>/tags         /calico/v1/policy/profile/<name>/rules
 //! /calico/v1/ipam/v4/pool/<cidr-dashed>         /calico/v1/ipam/v6/pool/<cidr-dashed>
 //! /calico/bgp/v1/global/{as_num, node_mesh, loglevel, timers, peer_v4/<ip>, peer_v6/<ip>}
-//! /calico/bgp/v1/host/<h>/{ip_addr_v4, ip_addr_v6, as_num, peer_v4/<ip>, peer_v6/<ip>}
+//! /calico/bgp/v1/host/<h>/{ip_addr_v4, ip_addr_v6, as_num, peer_v4/<ip>, peer_v6/<ip>, route_reflector}
 //! /calico/bgp/v1/rr_v4/<ip>                     /calico/bgp/v1/rr_v6/<ip>
 //! /calico/ipam/v2/assignment/ipv4/block/<cidr-dashed>   (and ipv6)
 //! ```
-//! `global/timers` is this project's addition (the original had no timer settings); every other key is
-//! the original's. Pool and block keys come from [`IpPool::etcd_key_for`] and [`Block::etcd_key_for`].
+//! `global/timers` and `host/<h>/route_reflector` (`{"cluster_id", "clients"}`: this node reflects
+//! routes) are this project's additions (the original had neither timer settings nor node reflectors);
+//! every other key is the original's. Pool and block keys come from [`IpPool::etcd_key_for`] and [`Block::etcd_key_for`].
 
 use std::{fmt, net::IpAddr};
 
@@ -141,6 +142,11 @@ pub enum Key {
         /// The host.
         host: String,
     },
+    /// `/calico/bgp/v1/host/<host>/route_reflector`: the node is a route reflector.
+    HostRouteReflector {
+        /// The host.
+        host: String,
+    },
     /// `/calico/bgp/v1/host/<host>/peer_v4/<ip>` (or peer_v6).
     HostPeer {
         /// The host.
@@ -214,6 +220,9 @@ impl Key {
                 format!("{}ip_addr_v{}", host_bgp_prefix(host), version.number())
             }
             Key::HostAsNum { host } => format!("{}as_num", host_bgp_prefix(host)),
+            Key::HostRouteReflector { host } => {
+                format!("{}route_reflector", host_bgp_prefix(host))
+            }
             Key::HostPeer { host, ip } => {
                 format!("{}peer_v{}/{ip}", host_bgp_prefix(host), family(ip))
             }
@@ -268,6 +277,9 @@ impl Key {
                 version: IpVersion::V6,
             },
             ["bgp", "v1", "host", host, "as_num"] => Key::HostAsNum { host: s(host) },
+            ["bgp", "v1", "host", host, "route_reflector"] => {
+                Key::HostRouteReflector { host: s(host) }
+            }
             ["bgp", "v1", "host", host, "peer_v4" | "peer_v6", ip] => Key::HostPeer {
                 host: s(host),
                 ip: ip.parse().ok()?,
@@ -389,6 +401,10 @@ mod tests {
                 "/calico/bgp/v1/host/core-01/as_num",
             ),
             (
+                Key::HostRouteReflector { host: h() },
+                "/calico/bgp/v1/host/core-01/route_reflector",
+            ),
+            (
                 Key::HostPeer {
                     host: h(),
                     ip: ip("10.0.0.1"),
@@ -504,7 +520,10 @@ mod tests {
                 Key::GlobalPeer { .. } | Key::GlobalAsNum | Key::GlobalNodeMesh => {
                     assert!(inside(BGP_GLOBAL_PREFIX))
                 }
-                Key::HostIp { .. } | Key::HostAsNum { .. } | Key::HostPeer { .. } => {
+                Key::HostIp { .. }
+                | Key::HostAsNum { .. }
+                | Key::HostPeer { .. }
+                | Key::HostRouteReflector { .. } => {
                     assert!(inside(&host_bgp_prefix("core-01")))
                 }
                 Key::Config { .. } => assert!(inside(CONFIG_PREFIX)),
@@ -533,6 +552,8 @@ mod tests {
             "/calico/bgp/v1/global/peer_v4/010.0.0.1",
             "/calico/bgp/v1/global/peer_v6/FD00::1",
             "/calico/bgp/v1/host/h/ip_addr_v5",
+            "/calico/bgp/v1/host/h/route_reflector/x",
+            "/calico/bgp/v1/host//route_reflector",
             "/calico/bgp/v1/rr_v4/fd00::1",
             "/calico/ipam/v2/assignment/ipv6/block/10.0.0.0-26",
             "/calico/ipam/v1/assignment/ipv4/block/10.0.0.0-26",

@@ -28,7 +28,10 @@ use super::{BgpView, Change, NodeRoutes, NodeState};
 use crate::{
     acl::{AclCompiler, AclDelta, EndpointKey},
     ipam::Block,
-    model::{AsNumber, BgpConfig, BgpPeer, BgpTimers, Endpoint, Host, IpPool, IpVersion, Rules},
+    model::{
+        AsNumber, BgpConfig, BgpPeer, BgpTimers, Endpoint, Host, IpPool, IpVersion, RouteReflector,
+        Rules,
+    },
     store::{keys::Key, Event, EventKind, Revision},
 };
 
@@ -70,11 +73,16 @@ struct HostKeys {
     as_num: Option<AsNumber>,
     /// By key, so the order is the API's (IPv4 peers, then IPv6, each by address text).
     peers: BTreeMap<String, BgpPeer>,
+    route_reflector: Option<RouteReflector>,
 }
 
 impl HostKeys {
     fn is_empty(&self) -> bool {
-        self.ipv4.is_none() && self.ipv6.is_none() && self.as_num.is_none() && self.peers.is_empty()
+        self.ipv4.is_none()
+            && self.ipv6.is_none()
+            && self.as_num.is_none()
+            && self.peers.is_empty()
+            && self.route_reflector.is_none()
     }
 }
 
@@ -362,6 +370,14 @@ impl ClusterModel {
                 };
                 self.drop_empty_host(&host);
             }
+            Key::HostRouteReflector { host } => {
+                t.bgp = true;
+                let rr = put
+                    .then(|| serde_json::from_slice::<RouteReflector>(value))
+                    .and_then(|r| r.map_err(|e| warn(key, "route reflector", e)).ok());
+                self.hosts.entry(host.clone()).or_default().route_reflector = rr;
+                self.drop_empty_host(&host);
+            }
             Key::Ready
             | Key::Config { .. }
             | Key::HostConfig { .. }
@@ -530,7 +546,7 @@ impl ClusterModel {
                     ipv6: h.ipv6,
                     as_num: h.as_num,
                     peers: h.peers.values().cloned().collect(),
-                    route_reflector: None,
+                    route_reflector: h.route_reflector.clone(),
                 })
                 .collect(),
         }

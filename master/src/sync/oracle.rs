@@ -16,7 +16,7 @@ use crate::{
     ipam::{Block, IpamState, Owner},
     model::{
         AsNumber, BgpConfig, BgpPeer, BgpTimers, Endpoint, EndpointState, Host, IpPool, IpVersion,
-        Profile, Rules,
+        Profile, RouteReflector, Rules,
     },
     store::{
         keys::{
@@ -147,6 +147,7 @@ fn bgp_view(store: &dyn Store) -> BgpView {
     }
     let mut hosts: BTreeMap<String, Host> = BTreeMap::new();
     let mut peers: BTreeMap<String, Vec<BgpPeer>> = BTreeMap::new();
+    let mut reflectors: BTreeMap<String, RouteReflector> = BTreeMap::new();
     for kv in store.list(BGP_HOST_PREFIX).unwrap().kvs {
         let entry = |hosts: &mut BTreeMap<String, Host>, h: &str| {
             hosts.entry(h.to_owned()).or_insert_with(|| Host {
@@ -178,6 +179,11 @@ fn bgp_view(store: &dyn Store) -> BgpView {
                     peers.entry(host).or_default().push(p);
                 }
             }
+            Some(Key::HostRouteReflector { host }) => {
+                if let Ok(rr) = serde_json::from_slice(&kv.value) {
+                    reflectors.insert(host, rr);
+                }
+            }
             _ => {}
         }
     }
@@ -185,6 +191,11 @@ fn bgp_view(store: &dyn Store) -> BgpView {
     for (name, list) in peers {
         if let Some(h) = hosts.get_mut(&name) {
             h.peers = list;
+        }
+    }
+    for (name, rr) in reflectors {
+        if let Some(h) = hosts.get_mut(&name) {
+            h.route_reflector = Some(rr);
         }
     }
     BgpView {

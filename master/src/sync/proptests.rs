@@ -1,6 +1,6 @@
 //! Property test: for random sequences of store writes (endpoints added, removed, their profile lists
 //! changed, also two endpoints sharing an id and malformed values; profiles' tags and rules; pools;
-//! hosts, their peers and AS; the global BGP settings; IPAM assignments and releases; several writes
+//! hosts, their peers, AS and route-reflector role (also malformed); the global BGP settings; IPAM assignments and releases; several writes
 //! in one transaction), the deltas two subscribed nodes receive fold to exactly the state a fresh
 //! snapshot gives, after every step, and the hub's snapshot equals both the oracle's and a newly
 //! loaded hub's.
@@ -88,6 +88,11 @@ enum Write {
         peer: u8,
         on: bool,
     },
+    /// `None`: not a reflector; `Some(None)`: a malformed value; `Some(Some(n))`: `n` clients.
+    HostRr {
+        host: usize,
+        rr: Option<Option<u8>>,
+    },
     GlobalAs(Option<u32>),
     Mesh(Option<bool>),
     GlobalPeer {
@@ -121,6 +126,8 @@ fn single() -> impl Strategy<Value = Write> {
         1 => (h.clone(), prop::option::of(1..4u8)).prop_map(|(host, ip)| Write::HostIp { host, ip }),
         1 => (h.clone(), prop::option::of(64512..64515u32)).prop_map(|(host, asn)| Write::HostAs { host, asn }),
         1 => (h.clone(), 1..3u8, any::<bool>()).prop_map(|(host, peer, on)| Write::HostPeer { host, peer, on }),
+        1 => (h.clone(), prop::option::of(prop::option::weighted(0.8, 0..3u8)))
+            .prop_map(|(host, rr)| Write::HostRr { host, rr }),
         1 => prop::option::of(64512..64515u32).prop_map(Write::GlobalAs),
         1 => prop::option::of(any::<bool>()).prop_map(Write::Mesh),
         1 => (1..3u8, any::<bool>()).prop_map(|(peer, on)| Write::GlobalPeer { peer, on }),
@@ -280,6 +287,22 @@ fn ops(store: &dyn Store, w: &Write) -> Vec<Op> {
                 )]
             } else {
                 vec![Op::delete(key)]
+            }
+        }
+        Write::HostRr { host, rr } => {
+            let key = Key::HostRouteReflector {
+                host: HOSTS[*host].into(),
+            }
+            .path();
+            match rr {
+                None => vec![Op::delete(key)],
+                Some(None) => vec![Op::put(key, "{\"cluster_id\": 7")],
+                Some(Some(n)) => {
+                    let clients: Vec<String> = (1..=*n).map(|i| format!("172.17.8.{i}")).collect();
+                    let v =
+                        json!({"cluster_id": format!("172.17.8.{}", host + 1), "clients": clients});
+                    vec![Op::put(key, v.to_string())]
+                }
             }
         }
         Write::GlobalAs(asn) => match asn {

@@ -1,5 +1,5 @@
 //! `/v1/nodes`: register, update, list, show, remove (refused with endpoints unless forced), per-node
-//! peers, and status reports.
+//! peers, the route-reflector role, and status reports.
 
 use serde_json::{json, Value};
 
@@ -62,8 +62,8 @@ async fn register_update_list_show() {
     assert_eq!(
         list,
         json!([
-            {"name": "h1", "ip_addr_v4": "172.17.8.101", "ip_addr_v6": "fd00::101", "as_num": 64512, "effective_as": 64512, "peers": []},
-            {"name": "h2", "ip_addr_v4": "172.17.8.102", "ip_addr_v6": null, "as_num": null, "effective_as": 64511, "peers": []},
+            {"name": "h1", "ip_addr_v4": "172.17.8.101", "ip_addr_v6": "fd00::101", "as_num": 64512, "effective_as": 64512, "peers": [], "route_reflector": null},
+            {"name": "h2", "ip_addr_v4": "172.17.8.102", "ip_addr_v6": null, "as_num": null, "effective_as": 64511, "peers": [], "route_reflector": null},
         ])
     );
     let detailed = c.get("/v1/nodes?detailed=true").await.expect("detailed");
@@ -164,6 +164,138 @@ async fn node_peers() {
             .as_array()
             .map(Vec::len),
         Some(1)
+    );
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn route_reflector_on_and_off() {
+    let srv = TestServer::start(None).await;
+    let c = srv.client();
+    register(&c, "h1", "172.17.8.101").await;
+    register(&c, "h2", "172.17.8.102").await;
+    c.put("/v1/nodes/h6", Some(&json!({"ip_addr_v6": "fd00::6"})))
+        .await
+        .expect("v6-only node");
+    let key = "/calico/bgp/v1/host/h1/route_reflector";
+    // On with the defaults: the node's IPv4 address as cluster id, every non-reflector as client.
+    let v = c
+        .put("/v1/nodes/h1/route_reflector", Some(&json!({})))
+        .await
+        .expect("on");
+    assert_eq!(v["changed"], true);
+    assert!(
+        v["message"].as_str().is_some_and(
+            |m| m.starts_with("Node h1 is now a route reflector (cluster id 172.17.8.101")
+        ),
+        "{v}"
+    );
+    let raw = srv.store.get(key).expect("get").expect("stored");
+    assert_eq!(
+        serde_json::from_slice::<Value>(&raw.value).expect("json"),
+        json!({"cluster_id": "172.17.8.101", "clients": []})
+    );
+    assert_eq!(
+        c.get("/v1/nodes/h1").await.expect("show")["route_reflector"],
+        json!({"cluster_id": "172.17.8.101", "clients": []})
+    );
+    assert_eq!(
+        c.get("/v1/nodes").await.expect("list")[1]["route_reflector"],
+        Value::Null
+    );
+    // The same again changes nothing; other settings update.
+    let v = c
+        .put("/v1/nodes/h1/route_reflector", Some(&json!({})))
+        .await
+        .expect("same");
+    assert_eq!(v["changed"], false);
+    let v = c
+        .put(
+            "/v1/nodes/h1/route_reflector",
+            Some(&json!({"cluster_id": "1.0.0.1", "clients": ["172.17.8.102", "fd00::6"]})),
+        )
+        .await
+        .expect("update");
+    assert_eq!(v["changed"], true);
+    assert_eq!(
+        v["node"]["route_reflector"],
+        json!({"cluster_id": "1.0.0.1", "clients": ["172.17.8.102", "fd00::6"]})
+    );
+    // Re-registering (a node restart) keeps the role.
+    register(&c, "h1", "172.17.8.101").await;
+    assert_eq!(
+        c.get("/v1/nodes/h1").await.expect("show")["route_reflector"]["cluster_id"],
+        "1.0.0.1"
+    );
+    // Bad input names the field and changes nothing.
+    for (bad, field) in [
+        (json!({"cluster_id": "fd00::1"}), "cluster_id"),
+        (json!({"cluster_id": "nope"}), "cluster_id"),
+        (json!({"cluster_id": 7}), "cluster_id"),
+        (json!({"cluster_id": "0.0.0.0"}), "cluster_id"),
+        (json!({"clients": "172.17.8.102"}), "clients"),
+        (json!({"clients": ["nope"]}), "clients"),
+        (json!({"clients": ["172.17.8.101"]}), "clients"),
+        (
+            json!({"clients": ["172.17.8.102", "172.17.8.102"]}),
+            "clients",
+        ),
+        (json!({"cluster": "1.0.0.1"}), "cluster"),
+        (json!([]), "body"),
+    ] {
+        let (_, f) = api_err(c.put("/v1/nodes/h1/route_reflector", Some(&bad)).await, 400);
+        assert_eq!(f.as_deref(), Some(field), "{bad}");
+    }
+    assert_eq!(
+        c.get("/v1/nodes/h1").await.expect("show")["route_reflector"]["cluster_id"],
+        "1.0.0.1"
+    );
+    // A node without IPv4 needs an explicit cluster id.
+    let (e, f) = api_err(
+        c.put("/v1/nodes/h6/route_reflector", Some(&json!({})))
+            .await,
+        400,
+    );
+    assert_eq!(f.as_deref(), Some("cluster_id"), "{e}");
+    c.put(
+        "/v1/nodes/h6/route_reflector",
+        Some(&json!({"cluster_id": "10.0.0.6"})),
+    )
+    .await
+    .expect("explicit cluster id");
+    // Unknown nodes.
+    api_err(
+        c.put("/v1/nodes/h9/route_reflector", Some(&json!({})))
+            .await,
+        404,
+    );
+    api_err(c.delete("/v1/nodes/h9/route_reflector").await, 404);
+    api_err(c.get("/v1/nodes/h1/route_reflector").await, 405);
+    // Off.
+    let v = c.delete("/v1/nodes/h1/route_reflector").await.expect("off");
+    assert_eq!(v["changed"], true);
+    assert!(srv.store.get(key).expect("get").is_none());
+    assert_eq!(
+        c.get("/v1/nodes/h1").await.expect("show")["route_reflector"],
+        Value::Null
+    );
+    let v = c
+        .delete("/v1/nodes/h1/route_reflector")
+        .await
+        .expect("again");
+    assert_eq!(v["changed"], false);
+    // Removing a node removes its role too.
+    c.delete("/v1/nodes/h6").await.expect("remove h6");
+    assert!(srv
+        .store
+        .get("/calico/bgp/v1/host/h6/route_reflector")
+        .expect("get")
+        .is_none());
+    let metrics = c.get("/metrics").await.expect("metrics");
+    let metrics = metrics.as_str().expect("metrics are text");
+    assert!(
+        metrics.contains("/v1/nodes/{name}/route_reflector"),
+        "{metrics}"
     );
     srv.stop().await;
 }
