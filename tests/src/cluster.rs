@@ -7,7 +7,6 @@
 //! (stopped with the lab), commands and their JSON answers.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -20,23 +19,10 @@ use crate::lab::{Host, Lab};
 use crate::place::Place;
 use crate::procs::Daemon;
 use crate::wait::wait_until;
+use crate::workspace_bin;
 
 /// Where each node's Docker proxy listens, inside its host's namespace.
 pub const PROXY: &str = "tcp://127.0.0.1:2375";
-
-/// A workspace binary (`calicoctl`, `calico-bgp`): `CALICO_BIN_DIR` if set, else beside the running
-/// executable or one directory up (cargo's `target/<profile>/deps/` for tests).
-pub fn workspace_bin(name: &str) -> PathBuf {
-    if let Some(dir) = std::env::var_os("CALICO_BIN_DIR") {
-        return PathBuf::from(dir).join(name);
-    }
-    let exe = std::env::current_exe().unwrap_or_default();
-    let dir = exe.parent().map(PathBuf::from).unwrap_or_default();
-    [dir.join(name), dir.join("..").join(name)]
-        .into_iter()
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| PathBuf::from(name))
-}
 
 /// Where the master keeps its data.
 pub enum Datastore<'a> {

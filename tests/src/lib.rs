@@ -35,18 +35,25 @@ pub use plan::Subnet;
 
 use std::path::PathBuf;
 
-/// The `calico-lab` binary (the TCP probe and echo server run inside namespaces).
-///
-/// `CALICO_LAB_BIN` wins; otherwise it is looked for beside the running executable and one directory up
-/// (cargo puts test executables in `target/<profile>/deps/` and binaries in `target/<profile>/`).
-pub fn lab_bin() -> PathBuf {
-    if let Some(path) = std::env::var_os("CALICO_LAB_BIN") {
-        return PathBuf::from(path);
+/// A workspace binary (`calicoctl`, `calico-bgp`, `calico-lab`): `CALICO_BIN_DIR/<name>` if that is set,
+/// else beside the running executable or one directory up (cargo puts test executables in
+/// `target/<profile>/deps/` and binaries in `target/<profile>/`); the bare name (found on `PATH`) if none.
+pub fn workspace_bin(name: &str) -> PathBuf {
+    if let Some(dir) = std::env::var_os("CALICO_BIN_DIR") {
+        return PathBuf::from(dir).join(name);
     }
     let exe = std::env::current_exe().unwrap_or_default();
     let dir = exe.parent().map(PathBuf::from).unwrap_or_default();
-    [dir.join("calico-lab"), dir.join("../calico-lab")]
+    [dir.join(name), dir.join("..").join(name)]
         .into_iter()
         .find(|p| p.is_file())
-        .unwrap_or_else(|| PathBuf::from("calico-lab"))
+        .unwrap_or_else(|| PathBuf::from(name))
+}
+
+/// The `calico-lab` binary (the TCP probe and echo server run inside namespaces): `CALICO_LAB_BIN`, else
+/// [`workspace_bin`].
+pub fn lab_bin() -> PathBuf {
+    std::env::var_os("CALICO_LAB_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_bin("calico-lab"))
 }

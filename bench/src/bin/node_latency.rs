@@ -13,10 +13,10 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use calico_lab::cluster::{workspace_bin, Cluster, Datastore};
+use calico_lab::cluster::{Cluster, Datastore};
 use calico_lab::cmd::Cmd;
 use calico_lab::docker::{IMAGE, LABEL};
-use calico_lab::{Lab, Place};
+use calico_lab::{workspace_bin, Lab, Place};
 use clap::Parser;
 
 /// Time to reach a new container across hosts.

@@ -12,7 +12,6 @@ use std::path::Path;
 use std::process::Command;
 
 use serde::Serialize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The oldest Docker API the proxy supports (Docker 1.9, as the original required).
 pub const MIN_DOCKER_API: (u32, u32) = (1, 21);
@@ -179,23 +178,19 @@ fn parse_version(v: &str) -> Option<(u32, u32)> {
     Some((a.parse().ok()?, b.parse().ok()?))
 }
 
-async fn docker_api_version(socket: &Path) -> std::io::Result<String> {
-    let io = |m: String| std::io::Error::other(m);
-    let mut s = tokio::net::UnixStream::connect(socket).await?;
-    s.write_all(b"GET /version HTTP/1.0\r\nHost: docker\r\n\r\n")
-        .await?;
-    let mut buf = Vec::new();
-    tokio::time::timeout(std::time::Duration::from_secs(5), s.read_to_end(&mut buf))
-        .await
-        .map_err(|_| io("no answer within 5 s".into()))??;
-    let text = String::from_utf8_lossy(&buf);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    let v: serde_json::Value =
-        serde_json::from_str(body).map_err(|e| io(format!("unreadable /version answer: {e}")))?;
-    v["ApiVersion"]
+async fn docker_api_version(socket: &Path) -> Result<String, String> {
+    let answer = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        calico_proxy::docker::get_json(socket, "/version"),
+    )
+    .await
+    .map_err(|_| "no answer within 5 s".to_string())?
+    .map_err(|e| e.to_string())?
+    .ok_or("the daemon has no /version")?;
+    answer["ApiVersion"]
         .as_str()
         .map(str::to_owned)
-        .ok_or_else(|| io("the /version answer has no ApiVersion".into()))
+        .ok_or_else(|| "the /version answer has no ApiVersion".to_string())
 }
 
 #[cfg(test)]

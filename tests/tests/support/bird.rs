@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use calico_lab::cmd::Cmd;
 use calico_lab::procs::Daemon;
 use calico_lab::wait::wait_until;
@@ -22,20 +22,17 @@ pub const SESSION_UP: Duration = Duration::from_secs(20);
 /// How long a route may take to reach a kernel.
 pub const ROUTE: Duration = Duration::from_secs(15);
 
-/// The `calico-bgp` binary: `CALICO_BGP_BIN`, or beside the test executable (one directory up).
+/// The `calico-bgp` binary: `CALICO_BGP_BIN`, or [`calico_lab::workspace_bin`].
 pub fn bgp_bin() -> Result<PathBuf> {
-    if let Some(path) = std::env::var_os("CALICO_BGP_BIN") {
-        return Ok(PathBuf::from(path));
-    }
-    let exe = std::env::current_exe()?;
-    let dir = exe.parent().map(PathBuf::from).unwrap_or_default();
-    [dir.join("calico-bgp"), dir.join("../calico-bgp")]
-        .into_iter()
-        .find(|p| p.is_file())
-        .context(
-            "calico-bgp binary not found beside the tests: build it first \
-             (cargo build --release -p calico-bgp) or set CALICO_BGP_BIN",
-        )
+    let path = std::env::var_os("CALICO_BGP_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| calico_lab::workspace_bin("calico-bgp"));
+    ensure!(
+        path.is_file(),
+        "calico-bgp binary not found beside the tests: build it first \
+         (cargo build --release -p calico-bgp) or set CALICO_BGP_BIN"
+    );
+    Ok(path)
 }
 
 /// Fails with a clear message when BIRD is not installed.
