@@ -81,7 +81,8 @@ pub async fn register(calico: &Calico, spec: &WorkloadSpec, active: bool) -> Res
 }
 
 /// Wires a running Calico container of this node unless it is wired already, then registers its
-/// endpoint. Returns `Ok(false)` for containers that are not ours or not running.
+/// endpoint. Returns `Ok(false)` for containers that are not ours, not running, or that ended
+/// before we got to them.
 pub async fn wire_and_register(calico: &Calico, info: &ContainerInfo) -> Result<bool, Error> {
     let Some(spec) = spec_of(calico, info) else {
         return Ok(false);
@@ -90,8 +91,18 @@ pub async fn wire_and_register(calico: &Calico, info: &ContainerInfo) -> Result<
         return Ok(false);
     }
     let _guard = calico.lock(&info.id).await;
-    let wiring = Wiring::for_spec(&spec, netns_of(info.pid), calico.host_netns.clone())?;
-    let wired = blocking(move || wire::ensure(&wiring)).await?;
+    let netns = netns_of(info.pid);
+    let wiring = Wiring::for_spec(&spec, netns.clone(), calico.host_netns.clone())?;
+    let wired = match blocking(move || wire::ensure(&wiring)).await {
+        Ok(wired) => wired,
+        // The process is gone: someone else (the event follower, the start hook) wired it while we
+        // waited for the lock, so its command ran and ended already. Its die event unwires it.
+        Err(e) if !netns.exists() => {
+            tracing::debug!(container = %short(&info.id), "exited before we could wire it: {e}");
+            return Ok(false);
+        }
+        Err(e) => return Err(e),
+    };
     if wired {
         tracing::info!(container = %short(&info.id), iface = %spec.host_iface(), ips = ?spec.ips, "wired");
     }
@@ -160,4 +171,29 @@ pub fn labelled_for(calico: &Calico, labels: &Value) -> bool {
 /// The first 12 characters of a container id, as Docker shows them.
 pub fn short(id: &str) -> &str {
     id.get(..12).unwrap_or(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use calico_master::client::Client;
+    use serde_json::json;
+
+    /// A start hook that got the lock after the event follower wired the container finds its
+    /// command ended already: nothing to wire, and not an error (that failed a `docker run`).
+    #[tokio::test]
+    async fn a_container_that_ended_before_we_wired_it_is_not_an_error() {
+        let master = Client::new(&["http://127.0.0.1:9"], None).unwrap();
+        let calico = Calico::new("n1", master).with_gateways(Some([10, 0, 0, 1].into()), None);
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        let info = ContainerInfo {
+            id: "0123456789abcdef".into(),
+            pid,
+            running: true,
+            labels: json!({ NODE_LABEL: "n1", "org.projectcalico.ips": "10.65.0.2" }),
+        };
+        assert!(!wire_and_register(&calico, &info).await.unwrap());
+    }
 }
