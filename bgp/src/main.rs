@@ -47,6 +47,10 @@ struct RunArgs {
     /// Our BGP identifier; required here or in the file.
     #[arg(long)]
     router_id: Option<Ipv4Addr>,
+    /// Our route-reflection cluster id (default: the router id); reflectors serving the same
+    /// clients share one.
+    #[arg(long)]
+    cluster_id: Option<Ipv4Addr>,
     /// Address to listen on (repeatable; default 0.0.0.0:179 and [::]:179).
     #[arg(long)]
     listen: Vec<SocketAddr>,
@@ -91,6 +95,7 @@ impl RunArgs {
         Overrides {
             asn: self.asn,
             router_id: self.router_id,
+            cluster_id: self.cluster_id,
             listen: self.listen.clone(),
             fib: if self.no_fib {
                 Some(false)

@@ -8,7 +8,7 @@
 //! names the settings that only a restart applies.
 //! Inputs: the file's text, the flags. Outputs: [`DaemonSettings`] or an error naming the bad part.
 //!
-//! The file has the flags' settings with underscores (`asn`, `router_id`, `listen`, `fib`, `fib_table`,
+//! The file has the flags' settings with underscores (`asn`, `router_id`, `cluster_id`, `listen`, `fib`, `fib_table`,
 //! `fib_protocol`, `ecmp`, `graceful_restart`, `control`, `metrics`), `[[peer]]` tables (`address`,
 //! `asn`, `passive`, `password`, `rr_client`, `hold`, `keepalive`, `multihop`, `gr`, `local`,
 //! `description`; times in seconds) and `[[announce]]` tables (`prefix`, `next_hop`, `communities`,
@@ -90,6 +90,7 @@ pub struct AnnounceEntry {
 pub struct ConfigFile {
     pub asn: Option<AsNumber>,
     pub router_id: Option<Ipv4Addr>,
+    pub cluster_id: Option<Ipv4Addr>,
     #[serde(default)]
     pub listen: Vec<SocketAddr>,
     pub fib: Option<bool>,
@@ -116,6 +117,7 @@ pub fn parse(text: &str) -> Result<ConfigFile, String> {
 pub struct Overrides {
     pub asn: Option<u32>,
     pub router_id: Option<Ipv4Addr>,
+    pub cluster_id: Option<Ipv4Addr>,
     pub listen: Vec<SocketAddr>,
     pub fib: Option<bool>,
     pub fib_table: Option<u32>,
@@ -254,6 +256,7 @@ pub fn resolve(flags: &Overrides, file: Option<&ConfigFile>) -> Result<DaemonSet
         speaker: SpeakerConfig {
             asn,
             router_id,
+            cluster_id: flags.cluster_id.or(file.cluster_id),
             listen,
             fib,
             ecmp: flags.ecmp.or(file.ecmp).unwrap_or(1).max(1),
@@ -280,6 +283,9 @@ pub fn restart_only_changes(old: &DaemonSettings, new: &DaemonSettings) -> Vec<&
     }
     if a.router_id != b.router_id {
         v.push("router_id");
+    }
+    if a.cluster_id != b.cluster_id {
+        v.push("cluster_id");
     }
     if a.listen != b.listen {
         v.push("listen");
@@ -310,6 +316,7 @@ mod tests {
     const FILE: &str = r#"
 asn = "1.10"
 router_id = "10.250.0.11"
+cluster_id = "10.250.0.1"
 listen = ["10.250.0.11:179"]
 fib_table = 100
 ecmp = 4
@@ -344,6 +351,7 @@ large_communities = ["4200000001:1:2"]
         let s = resolve(&Overrides::default(), Some(&parse(FILE).unwrap())).unwrap();
         assert_eq!(s.speaker.asn, 65546);
         assert_eq!(s.speaker.router_id.to_string(), "10.250.0.11");
+        assert_eq!(s.speaker.cluster_id, Some("10.250.0.1".parse().unwrap()));
         assert_eq!(s.speaker.listen.len(), 1);
         assert_eq!(
             s.speaker.fib,

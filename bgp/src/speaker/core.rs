@@ -140,6 +140,7 @@ pub(super) async fn start(
     };
     let mut rib_cfg = RibConfig::new(cfg.asn, cfg.router_id);
     rib_cfg.ecmp = cfg.ecmp.max(1);
+    rib_cfg.cluster_id = cfg.cluster_id;
     let core = Core {
         rib: Rib::new(rib_cfg),
         peers: BTreeMap::new(),

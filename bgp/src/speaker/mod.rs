@@ -51,6 +51,9 @@ pub struct SpeakerConfig {
     pub asn: u32,
     /// Our BGP identifier.
     pub router_id: Ipv4Addr,
+    /// Our route-reflection cluster id (RFC 4456): reflectors that serve the same clients share one.
+    /// `None`: the router id.
+    pub cluster_id: Option<Ipv4Addr>,
     /// Addresses to listen on (port 179 by convention; port 0 picks a free one).
     pub listen: Vec<SocketAddr>,
     /// Program learned routes into the kernel; `None` keeps them in the RIB only.
@@ -67,6 +70,7 @@ impl Default for SpeakerConfig {
         SpeakerConfig {
             asn: 0,
             router_id: Ipv4Addr::UNSPECIFIED,
+            cluster_id: None,
             listen: vec![
                 SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), BGP_PORT),
                 SocketAddr::new(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED), BGP_PORT),

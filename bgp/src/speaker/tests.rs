@@ -22,14 +22,26 @@ struct TestPeer {
 
 impl TestPeer {
     async fn connect(to: SocketAddr, asn: u32, speaker_as: u32) -> TestPeer {
-        let mut sc = SessionConfig::new(asn, Ipv4Addr::new(192, 0, 2, 2), speaker_as);
+        let stream = TcpStream::connect(to).await.unwrap();
+        TestPeer::on(stream, Ipv4Addr::new(192, 0, 2, 2), asn, speaker_as).await
+    }
+
+    /// A peer connecting from `from` (a loopback address), with router id `id`.
+    async fn connect_from(from: Ipv4Addr, id: Ipv4Addr, to: SocketAddr, asn: u32) -> TestPeer {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::new(IpAddr::V4(from), 0)).unwrap();
+        let stream = socket.connect(to).await.unwrap();
+        TestPeer::on(stream, id, asn, asn).await
+    }
+
+    async fn on(stream: TcpStream, id: Ipv4Addr, asn: u32, speaker_as: u32) -> TestPeer {
+        let mut sc = SessionConfig::new(asn, id, speaker_as);
         sc.hold_time = 9;
         sc.families = vec![crate::wire::AfiSafi::IPV4_UNICAST];
         let mut peer = Peer::new(sc);
         let now = Instant::now();
         let start = peer.start(now);
         assert!(start.iter().any(|a| a.action == Action::Connect));
-        let stream = TcpStream::connect(to).await.unwrap();
         let mut me = TestPeer {
             peer,
             stream,
@@ -108,6 +120,7 @@ async fn a_speaker_peers_announces_learns_withdraws_and_deconfigures() {
     let speaker = Speaker::start(SpeakerConfig {
         asn: 65001,
         router_id: Ipv4Addr::new(192, 0, 2, 1),
+        cluster_id: None,
         listen: vec![SocketAddr::new(loopback, 0)],
         fib: None,
         ecmp: 1,
@@ -254,5 +267,68 @@ async fn a_speaker_peers_announces_learns_withdraws_and_deconfigures() {
     let mut buf = [0u8; 16];
     let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await;
     assert!(matches!(n, Ok(Ok(0)) | Ok(Err(_))), "{n:?}");
+    speaker.shutdown(false).await;
+}
+
+/// A reflector passes a client's route to its other clients with ORIGINATOR_ID set to the client and
+/// its configured cluster id (not its router id) in CLUSTER_LIST (RFC 4456).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reflector_stamps_its_configured_cluster_id() {
+    let cluster = Ipv4Addr::new(10, 255, 0, 1);
+    let speaker = Speaker::start(SpeakerConfig {
+        asn: 65001,
+        router_id: Ipv4Addr::new(192, 0, 2, 1),
+        cluster_id: Some(cluster),
+        listen: vec![SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0)],
+        fib: None,
+        ..SpeakerConfig::default()
+    })
+    .await
+    .unwrap();
+    let addr = speaker.local_addrs()[0];
+    let (a, b) = (Ipv4Addr::new(127, 0, 0, 2), Ipv4Addr::new(127, 0, 0, 3));
+    let client = |ip: Ipv4Addr| PeerSettings {
+        address: IpAddr::V4(ip),
+        asn: 65001,
+        passive: true,
+        rr_client: true,
+        hold_time: Duration::from_secs(9),
+        ..PeerSettings::default()
+    };
+    speaker.set_peers(vec![client(a), client(b)]).await.unwrap();
+
+    let mut pa = TestPeer::connect_from(a, Ipv4Addr::new(192, 0, 2, 2), addr, 65001).await;
+    let mut pb = TestPeer::connect_from(b, Ipv4Addr::new(192, 0, 2, 3), addr, 65001).await;
+    pa.until(|p| p.eor).await;
+    pb.until(|p| p.eor).await;
+    pa.send(Update {
+        attributes: PathAttributes {
+            origin: Some(Origin::Igp),
+            as_path: Some(AsPath::default()),
+            next_hop: Some(a),
+            local_pref: Some(100),
+            ..PathAttributes::default()
+        },
+        nlri: vec![Nlri::new(prefix("10.65.9.0/26"))],
+        ..Update::default()
+    })
+    .await;
+    pb.until(|p| p.announced().contains(&prefix("10.65.9.0/26")))
+        .await;
+    let got = pb
+        .updates
+        .iter()
+        .find(|u| u.nlri.iter().any(|n| n.prefix == prefix("10.65.9.0/26")))
+        .unwrap();
+    assert_eq!(got.attributes.cluster_list, vec![cluster]);
+    assert_eq!(
+        got.attributes.originator_id,
+        Some(Ipv4Addr::new(192, 0, 2, 2))
+    );
+    assert_eq!(
+        got.attributes.next_hop,
+        Some(a),
+        "a reflector keeps the next hop"
+    );
     speaker.shutdown(false).await;
 }

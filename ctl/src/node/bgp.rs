@@ -27,6 +27,12 @@ pub fn local_as(state: &NodeState) -> Option<u32> {
     Some(me.effective_as(&state.bgp.config).get())
 }
 
+/// The route-reflection cluster id this node stamps when it reflects (`None`: not a reflector; the
+/// speaker then uses its router id, which it never needs).
+pub fn cluster_id(state: &NodeState) -> Option<std::net::Ipv4Addr> {
+    Some(state.host()?.route_reflector.as_ref()?.cluster_id)
+}
+
 /// The graceful-restart time this node announces (the global setting or its default).
 pub fn graceful_restart(state: &NodeState) -> Duration {
     let t = BgpTimers::resolve(BgpTimers::default(), state.bgp.config.timers);
@@ -278,8 +284,10 @@ mod tests {
         let p = peers(&s);
         assert_eq!(p.len(), 2);
         assert!(p.iter().all(|p| p.rr_client));
+        assert_eq!(cluster_id(&s), Some("10.0.0.9".parse().unwrap()));
         let mut c = state("h1", nodes);
         c.bgp.config.node_mesh = false;
+        assert_eq!(cluster_id(&c), None, "a client reflects nothing");
         let p = peers(&c);
         assert_eq!(p.len(), 1);
         assert_eq!(p[0].address.to_string(), "10.0.0.9");

@@ -408,7 +408,8 @@ fn set_felix(shared: &Shared, felix: &Felix, synced: bool) {
 
 /// Keeps the speaker's peers and announcements, and the blocks' blackholes, in line with the state.
 async fn bgp_loop(mut rx: StateRx, opts: NodeOptions, shared: Arc<Shared>) {
-    let mut running: Option<(u32, Speaker)> = None;
+    // The speaker and the settings only a restart changes: the AS and the cluster id.
+    let mut running: Option<((u32, Option<Ipv4Addr>), Speaker)> = None;
     let mut peers_set: Option<Vec<PeerSettings>> = None;
     let mut routes_set = None;
     let mut blocks_set: Option<Vec<IpNet>> = None;
@@ -417,17 +418,22 @@ async fn bgp_loop(mut rx: StateRx, opts: NodeOptions, shared: Arc<Shared>) {
         let mut retry = false;
         if let Some(state) = state {
             if let Some(asn) = bgp::local_as(&state) {
-                if running.as_ref().map(|(a, _)| *a) != Some(asn) {
+                let key = (asn, bgp::cluster_id(&state));
+                if running.as_ref().map(|(k, _)| *k) != Some(key) {
                     if let Some((_, old)) = running.take() {
-                        tracing::info!(asn, "the node's AS changed; restarting the BGP speaker");
+                        tracing::info!(
+                            asn,
+                            cluster_id = ?key.1,
+                            "the node's AS or route-reflector cluster id changed; restarting the BGP speaker"
+                        );
                         old.shutdown(true).await;
                     }
-                    match start_speaker(&opts, asn, &state).await {
+                    match start_speaker(&opts, key, &state).await {
                         Ok(s) => {
                             if let Ok(mut slot) = shared.speaker.lock() {
                                 *slot = Some(s.clone());
                             }
-                            running = Some((asn, s));
+                            running = Some((key, s));
                             peers_set = None;
                             routes_set = None;
                         }
@@ -484,7 +490,11 @@ async fn bgp_loop(mut rx: StateRx, opts: NodeOptions, shared: Arc<Shared>) {
     }
 }
 
-async fn start_speaker(opts: &NodeOptions, asn: u32, state: &NodeState) -> anyhow::Result<Speaker> {
+async fn start_speaker(
+    opts: &NodeOptions,
+    (asn, cluster_id): (u32, Option<Ipv4Addr>),
+    state: &NodeState,
+) -> anyhow::Result<Speaker> {
     let mut listen = vec![SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 179)];
     if opts.ip6.is_some() {
         listen.push(SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 179));
@@ -492,6 +502,7 @@ async fn start_speaker(opts: &NodeOptions, asn: u32, state: &NodeState) -> anyho
     let config = SpeakerConfig {
         asn,
         router_id: opts.ip,
+        cluster_id,
         listen,
         fib: Some(FibSettings {
             table: FIB_TABLE,
