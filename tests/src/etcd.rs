@@ -23,6 +23,11 @@ pub struct Etcd {
     pub url: String,
     /// `http://127.0.0.1:<port>`: the same server from the root namespace.
     pub local_url: String,
+    /// How it was started (a restart runs the same member on the same ports and data).
+    argv: Vec<String>,
+    lab_dir: std::path::PathBuf,
+    client: u16,
+    starts: usize,
 }
 
 impl Etcd {
@@ -52,19 +57,43 @@ impl Etcd {
             "--initial-cluster".into(),
             format!("{name}={peer_url}"),
         ];
-        let mut daemon = lab.spawn("etcd", &Place::Root, &argv)?;
-        let addr: SocketAddr = ([127, 0, 0, 1], client).into();
+        let daemon = lab.spawn("etcd", &Place::Root, &argv)?;
+        let mut etcd = Etcd {
+            daemon,
+            url,
+            local_url,
+            argv: argv.to_vec(),
+            lab_dir: lab.dir().to_path_buf(),
+            client,
+            starts: 1,
+        };
+        etcd.wait_healthy()?;
+        Ok(etcd)
+    }
+
+    fn wait_healthy(&mut self) -> Result<()> {
+        let addr: SocketAddr = ([127, 0, 0, 1], self.client).into();
+        let daemon = &mut self.daemon;
         wait_until(Duration::from_secs(30), "etcd to report healthy", || {
             if !daemon.running() {
                 anyhow::bail!("etcd exited: {}", daemon.log_text());
             }
             Ok(healthy(addr).unwrap_or(false))
-        })?;
-        Ok(Etcd {
-            daemon,
-            url,
-            local_url,
         })
+    }
+
+    /// Stops it (SIGTERM), as an operator would; [`Etcd::restart`] brings the same member back.
+    pub fn stop(&mut self) {
+        self.daemon.stop(Duration::from_secs(10));
+    }
+
+    /// (Re)starts the same member, on the same ports with the same data, and waits until it is healthy.
+    pub fn restart(&mut self) -> Result<()> {
+        self.stop();
+        self.starts += 1;
+        let name = format!("etcd-{}", self.starts);
+        self.daemon = Daemon::spawn(&self.lab_dir, &name, &Place::Root, &self.argv)?;
+        self.wait_healthy()
     }
 }
 

@@ -1,13 +1,16 @@
 //! Faults (scenario 5): calico-node killed with -9 while a TCP stream runs between containers on two
 //! hosts (the stream survives through graceful restart and the node converges); a node restarted while
 //! the master is down keeps its dataplane and converges when the master returns; a master restart
-//! changes nothing in the dataplane; a host that disappears has its routes withdrawn from the others
-//! within the hold time.
+//! changes nothing in the dataplane; etcd stopped for 30 s under a master on etcd: traffic flows, writes
+//! are refused and change nothing, changes apply once it is back; a host that disappears has its routes
+//! withdrawn from the others within the hold time.
 
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
 use calico_lab::cluster::{demo, Cluster, Datastore};
+use calico_lab::cmd::Output;
+use calico_lab::procs::Daemon;
 use calico_lab::wait::wait_until;
 use calico_lab::{lab_bin, Lab, Place};
 
@@ -26,7 +29,11 @@ fn short_timers(c: &Cluster) -> Result<()> {
 }
 
 fn setup(lab: &Lab) -> Result<Cluster<'_>> {
-    let mut c = Cluster::start(lab, Datastore::Embedded)?;
+    setup_on(lab, Datastore::Embedded)
+}
+
+fn setup_on<'a>(lab: &'a Lab, store: Datastore<'_>) -> Result<Cluster<'a>> {
+    let mut c = Cluster::start(lab, store)?;
     short_timers(&c)?;
     c.add_pools_and_profiles()?;
     c.start_all_nodes(&[])?;
@@ -76,31 +83,46 @@ fn line_diff(a: &str, b: &str) -> String {
     gone.chain(new).collect::<Vec<_>>().join("\n")
 }
 
+/// A TCP stream from container a to an echo server in container e (h2) for `seconds`: a line every
+/// 100 ms, where any loss or a 2 s stall fails it. Join the handle for its outcome.
+fn stream_a_to_e(
+    c: &Cluster<'_>,
+    lab: &Lab,
+    seconds: u32,
+) -> Result<(Daemon, std::thread::JoinHandle<Result<Output>>)> {
+    let server = format!("{}:7000", demo("e").v4);
+    let echo = lab.spawn(
+        "echo-e",
+        &Place::Pid(c.pid("e")?),
+        &[
+            lab_bin().display().to_string(),
+            "serve".into(),
+            "tcp".into(),
+            server.clone(),
+        ],
+    )?;
+    let a_pid = c.pid("a")?;
+    let stream = std::thread::spawn(move || {
+        Place::Pid(a_pid)
+            .cmd(&[
+                lab_bin().display().to_string(),
+                "probe".into(),
+                "stream".into(),
+                server,
+                "--seconds".into(),
+                seconds.to_string(),
+            ])
+            .timeout(Duration::from_secs(u64::from(seconds) + 35))
+            .output()
+    });
+    Ok((echo, stream))
+}
+
 #[test]
 fn killing_a_node_keeps_a_stream_alive_and_the_node_converges() -> Result<()> {
     Lab::builder("nodekill").hosts(2).run(|lab| {
         let mut c = setup(lab)?;
-        let e = demo("e");
-        let server = format!("{}:7000", e.v4);
-        let _echo = lab.spawn(
-            "echo-e",
-            &Place::Pid(c.pid("e")?),
-            &[lab_bin().display().to_string(), "serve".into(), "tcp".into(), server.clone()],
-        )?;
-        let a_pid = c.pid("a")?;
-        let stream = std::thread::spawn(move || {
-            Place::Pid(a_pid)
-                .cmd(&[
-                    lab_bin().display().to_string(),
-                    "probe".into(),
-                    "stream".into(),
-                    server,
-                    "--seconds".into(),
-                    "25".into(),
-                ])
-                .timeout(Duration::from_secs(60))
-                .output()
-        });
+        let (_echo, stream) = stream_a_to_e(&c, lab, 25)?;
         std::thread::sleep(Duration::from_secs(3));
         let h1 = lab.host(1).clone();
         c.stop_node(&h1, true);
@@ -179,6 +201,86 @@ fn the_dataplane_outlives_the_master() -> Result<()> {
             "e pings the new container g",
             || c.ping("e", "10.65.0.6"),
         )?;
+        Ok(())
+    })
+}
+
+#[test]
+fn the_cluster_rides_out_etcd_stopped_for_30_s() -> Result<()> {
+    Lab::builder("etcdstop").hosts(2).run(|lab| {
+        let mut etcd = lab.etcd()?;
+        let c = setup_on(lab, Datastore::Etcd(&etcd))?;
+        std::thread::sleep(Duration::from_secs(2));
+        let before = dataplane(lab, 1)?;
+        let (_echo, stream) = stream_a_to_e(&c, lab, 40)?;
+        std::thread::sleep(Duration::from_secs(2));
+
+        etcd.stop();
+        let stopped = std::time::Instant::now();
+        // Writes are refused, quickly and saying why; nothing of them appears later.
+        let t = std::time::Instant::now();
+        let out = c.ctl(&["profile", "add", "WHILE_DOWN"]).output()?;
+        let took = t.elapsed();
+        ensure!(
+            !out.success(),
+            "a write succeeded with etcd stopped: {}",
+            out.stdout
+        );
+        ensure!(
+            out.stderr.contains("etcd"),
+            "the refusal should name etcd: {}",
+            out.stderr
+        );
+        ensure!(took < Duration::from_secs(15), "the refusal took {took:?}");
+        eprintln!("with etcd stopped, a write was refused in {took:?}: {}", out.stderr.trim());
+        // Traffic flows and policy holds for the 30 s.
+        while stopped.elapsed() < Duration::from_secs(30) {
+            ensure!(c.ping("a", demo("e").v4)?, "a lost e while etcd was down");
+            ensure!(
+                !c.ping("a", demo("b").v4)?,
+                "a reached b while etcd was down"
+            );
+            std::thread::sleep(Duration::from_secs(2));
+        }
+        let during = dataplane(lab, 1)?;
+        ensure!(
+            during == before,
+            "h1's dataplane changed while etcd was down:\n{}",
+            line_diff(&before, &during)
+        );
+
+        etcd.restart()?;
+        eprintln!("etcd was down for {:?}", stopped.elapsed());
+        // Changes apply once it is back (the master retries its watch; the nodes follow).
+        wait_until(
+            Duration::from_secs(30),
+            "the master accepts writes again",
+            || {
+                c.ctl(&[
+                    "profile", "A_C_E", "rule", "add", "inbound", "allow", "from", "tag", "B",
+                ])
+                .succeeds()
+            },
+        )?;
+        wait_until(
+            Duration::from_secs(10),
+            "b reaches a after the rule",
+            || c.ping("b", demo("a").v4),
+        )?;
+        let profiles = c.ctl_json(&["profile", "show"])?;
+        ensure!(
+            !profiles.to_string().contains("WHILE_DOWN"),
+            "the refused write appeared after all: {profiles}"
+        );
+        let out = stream
+            .join()
+            .map_err(|_| anyhow::anyhow!("the stream thread panicked"))??;
+        ensure!(
+            out.success(),
+            "the TCP stream a -> e broke while etcd was down: {}{}",
+            out.stdout,
+            out.stderr
+        );
         Ok(())
     })
 }
