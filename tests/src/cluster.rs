@@ -105,13 +105,24 @@ impl<'a> Cluster<'a> {
 
     /// `calicoctl --master URL args…`, run in the root namespace.
     pub fn ctl(&self, args: &[&str]) -> Cmd {
+        Cmd::new(self.ctl_argv(args)).timeout(Duration::from_secs(30))
+    }
+
+    fn ctl_argv(&self, args: &[&str]) -> Vec<String> {
         let mut argv = vec![
             workspace_bin("calicoctl").display().to_string(),
             "--master".into(),
             self.url.clone(),
         ];
         argv.extend(args.iter().map(|s| s.to_string()));
-        Cmd::new(argv).timeout(Duration::from_secs(30))
+        argv
+    }
+
+    /// `calicoctl --master URL args…`, run in `host`'s namespace (where `container add` wires).
+    pub fn ctl_on(&self, host: &Host, args: &[&str]) -> Cmd {
+        host.place()
+            .cmd(&self.ctl_argv(args))
+            .timeout(Duration::from_secs(30))
     }
 
     /// `calicoctl -o json args…`, parsed; fails when the command fails.

@@ -3,11 +3,11 @@
 //! `up`/`down` build and remove a lab that outlives the command (the README's main job and its
 //! companion); `check-clean` is the test suite's final check that no lab left anything behind;
 //! `stop-dockerd` ends the dockerd a lab started; `probe tcp` and `serve tcp` are the TCP client and echo
-//! server that reachability checks run inside namespaces; `hold` builds a lab and waits to be killed (the
+//! server that reachability checks run inside namespaces (`probe sweep` checks many addresses at once); `hold` builds a lab and waits to be killed (the
 //! crash test's victim).
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -82,6 +82,21 @@ enum Probe {
         #[arg(long, default_value_t = 1000)]
         timeout_ms: u64,
     },
+    /// Open a TCP connection to port PORT of many addresses at once (a closed port answers with a
+    /// reset, which counts as reached): exit 0 only if every --reach address answered and no --deny
+    /// address did; prints the addresses that broke the expectation.
+    Sweep {
+        /// Addresses that must answer (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        reach: Vec<IpAddr>,
+        /// Addresses that must not answer (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        deny: Vec<IpAddr>,
+        #[arg(long, default_value_t = 9)]
+        port: u16,
+        #[arg(long, default_value_t = 1000)]
+        timeout_ms: u64,
+    },
     /// Hold one connection to an echo server for SECONDS, exchanging a line every 100 ms; exit 0 only
     /// if every exchange came back whole and in time (a flow that must survive a dataplane change).
     Stream {
@@ -94,6 +109,64 @@ enum Probe {
 #[derive(Debug, Subcommand)]
 enum Serve {
     Tcp { addr: SocketAddr },
+}
+
+/// True when `addr` answers a TCP connection attempt within `timeout` (accepts it or resets it).
+fn answers(addr: SocketAddr, timeout: Duration) -> bool {
+    match TcpStream::connect_timeout(&addr, timeout) {
+        Ok(_) => true,
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionRefused,
+    }
+}
+
+fn sweep(reach: &[IpAddr], deny: &[IpAddr], port: u16, timeout: Duration) -> Result<ExitCode> {
+    if let Some(ip) = reach
+        .iter()
+        .chain(deny)
+        .find(|ip| !calico_lab::lab::in_lab_ranges(**ip))
+    {
+        anyhow::bail!("{ip} is outside the lab's ranges: the sweep sends traffic only there");
+    }
+    let probe = |ips: &[IpAddr], want: bool| -> Vec<IpAddr> {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = ips
+                .iter()
+                .map(|ip| {
+                    let addr = SocketAddr::new(*ip, port);
+                    s.spawn(move || (answers(addr, timeout) != want).then_some(addr.ip()))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .filter_map(|h| h.join().ok().flatten())
+                .collect()
+        })
+    };
+    let (unreached, answered) = (probe(reach, true), probe(deny, false));
+    let list = |v: &[IpAddr]| {
+        v.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    println!(
+        "reached {}/{}; denied {}/{}",
+        reach.len() - unreached.len(),
+        reach.len(),
+        deny.len() - answered.len(),
+        deny.len()
+    );
+    if !unreached.is_empty() {
+        println!("unreached: {}", list(&unreached));
+    }
+    if !answered.is_empty() {
+        println!("answered though denied: {}", list(&answered));
+    }
+    Ok(if unreached.is_empty() && answered.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn stream(addr: SocketAddr, seconds: u64) -> Result<ExitCode> {
@@ -230,6 +303,15 @@ fn run(command: Command) -> Result<ExitCode> {
         Command::Probe {
             kind: Probe::Stream { addr, seconds },
         } => return stream(addr, seconds),
+        Command::Probe {
+            kind:
+                Probe::Sweep {
+                    reach,
+                    deny,
+                    port,
+                    timeout_ms,
+                },
+        } => return sweep(&reach, &deny, port, Duration::from_millis(timeout_ms)),
         Command::Serve {
             kind: Serve::Tcp { addr },
         } => {

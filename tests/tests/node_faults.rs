@@ -232,7 +232,10 @@ fn the_cluster_rides_out_etcd_stopped_for_30_s() -> Result<()> {
             out.stderr
         );
         ensure!(took < Duration::from_secs(15), "the refusal took {took:?}");
-        eprintln!("with etcd stopped, a write was refused in {took:?}: {}", out.stderr.trim());
+        eprintln!(
+            "with etcd stopped, a write was refused in {took:?}: {}",
+            out.stderr.trim()
+        );
         // Traffic flows and policy holds for the 30 s.
         while stopped.elapsed() < Duration::from_secs(30) {
             ensure!(c.ping("a", demo("e").v4)?, "a lost e while etcd was down");

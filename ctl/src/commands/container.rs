@@ -20,7 +20,7 @@ use calico_proxy::manual::{self, Target};
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 
-use super::{client, object, profile::LateGlobals, Reported};
+use super::{async_client, object, profile::LateGlobals, Reported};
 use crate::cli::GlobalOpts;
 use crate::output::{print_rows, Format};
 
@@ -139,7 +139,7 @@ pub enum NamedCommand {
 /// The context for `opts`: node name, master client, gateways (asked of the master when not given).
 async fn context(global: &GlobalOpts, opts: &NodeOpts) -> anyhow::Result<Calico> {
     let node = super::node::hostname(opts.node.as_deref())?;
-    let master = client(global)?.inner().clone();
+    let master = async_client(global)?;
     let (mut v4, mut v6) = (opts.gateway, opts.gateway6);
     if v4.is_none() || v6.is_none() {
         match master.get(&format!("/v1/nodes/{node}")).await {

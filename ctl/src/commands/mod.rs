@@ -61,11 +61,17 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
 
 /// The API client for the global options (`--master`, `--token-file`).
 pub fn client(global: &GlobalOpts) -> anyhow::Result<BlockingClient> {
+    Ok(BlockingClient::new(async_client(global)?)?)
+}
+
+/// The master's async client, for commands that run their own runtime (a [`BlockingClient`] must
+/// not be made or dropped inside one).
+pub fn async_client(global: &GlobalOpts) -> anyhow::Result<Client> {
     let token = match &global.token_file {
         Some(path) => Some(read_token_file(path)?),
         None => None,
     };
-    Ok(BlockingClient::new(Client::new(&global.master, token)?)?)
+    Ok(Client::new(&global.master, token)?)
 }
 
 /// Print the outcome of a change: its message (table) or `[{"message", "changed"}]` (JSON).
