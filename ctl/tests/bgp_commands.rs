@@ -10,7 +10,7 @@ fn global_peers() {
     let m = Master::start(None);
     assert_eq!(
         m.ctl(&["bgp", "peer", "show"]).ok(),
-        "IP  AS_NUM  HOLD_TIME  KEEPALIVE  GRACEFUL_RESTART_TIME\n"
+        "IP  AS_NUM  HOLD_TIME  KEEPALIVE  GRACEFUL_RESTART_TIME  MD5\n"
     );
     assert_eq!(
         m.ctl(&["bgp", "peer", "add", "172.17.8.200", "as", "64513"])
@@ -34,20 +34,84 @@ fn global_peers() {
     assert!(again.ok().contains("already a global peer"), "{again:?}");
     assert_eq!(
         m.ctl(&["bgp", "peer", "show"]).ok(),
-        "IP            AS_NUM  HOLD_TIME  KEEPALIVE  GRACEFUL_RESTART_TIME\n\
-         172.17.8.200  64513   -          -          -\n\
-         fd00::1       65546   9          3          -\n"
+        "IP            AS_NUM  HOLD_TIME  KEEPALIVE  GRACEFUL_RESTART_TIME  MD5\n\
+         172.17.8.200  64513   -          -          -                      false\n\
+         fd00::1       65546   9          3          -                      false\n"
     );
     assert_eq!(
         m.ctl(&["bgp", "peer", "show", "--ipv4", "-o", "json"])
             .json(),
-        json!([{"ip": "172.17.8.200", "as_num": 64513, "hold_time": null, "keepalive": null, "graceful_restart_time": null}])
+        json!([{"ip": "172.17.8.200", "as_num": 64513, "hold_time": null, "keepalive": null, "graceful_restart_time": null, "md5": false}])
     );
     assert_eq!(
         m.ctl(&["bgp", "peer", "show", "--ipv6", "-o", "json"])
             .json()[0]["ip"],
         "fd00::1"
     );
+    // TCP MD5: the key comes from a file, reaches the store, and is never shown.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = dir.path().join("md5");
+    std::fs::write(&key, "s3cret-key\n").unwrap();
+    let key_arg = key.display().to_string();
+    m.ctl(&[
+        "bgp",
+        "peer",
+        "add",
+        "172.17.8.250",
+        "as",
+        "64514",
+        "--password-file",
+        &key_arg,
+    ])
+    .ok();
+    let shown = m.ctl(&["bgp", "peer", "show", "--ipv4", "-o", "json"]);
+    let rows = shown.json();
+    assert_eq!(rows[1]["ip"], "172.17.8.250");
+    assert_eq!(rows[1]["md5"], true);
+    assert!(
+        !shown.ok().contains("s3cret"),
+        "the key is never shown: {shown:?}"
+    );
+    let dump = m.ctl(&[
+        "diags",
+        "--output-file",
+        &dir.path().join("d.tgz").display().to_string(),
+    ]);
+    dump.ok();
+    let listing = std::process::Command::new("tar")
+        .args(["-xzOf"])
+        .arg(dir.path().join("d.tgz"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&listing.stdout);
+    assert!(text.contains("172.17.8.250"), "the dump has the peer");
+    assert!(!text.contains("s3cret"), "the dump has no key");
+    let empty = dir.path().join("empty");
+    std::fs::write(&empty, "").unwrap();
+    m.ctl(&[
+        "bgp",
+        "peer",
+        "add",
+        "172.17.8.251",
+        "as",
+        "1",
+        "--password-file",
+        &empty.display().to_string(),
+    ])
+    .fails(1, "is empty");
+    std::fs::write(&empty, "tab\tkey\n").unwrap();
+    m.ctl(&[
+        "bgp",
+        "peer",
+        "add",
+        "172.17.8.251",
+        "as",
+        "1",
+        "--password-file",
+        &empty.display().to_string(),
+    ])
+    .fails(1, "printable ASCII");
+    m.ctl(&["bgp", "peer", "remove", "172.17.8.250"]).ok();
     m.ctl(&["bgp", "peer", "add", "172.17.8.300", "as", "1"])
         .fails(1, "Invalid IP address");
     m.ctl(&["bgp", "peer", "add", "172.17.8.201", "as", "0"])

@@ -90,12 +90,12 @@ fn node_show_remove_and_peers() {
             "json"
         ])
         .json(),
-        json!([{"ip": "2001:db8::1", "as_num": 65001, "hold_time": null, "keepalive": null, "graceful_restart_time": null}])
+        json!([{"ip": "2001:db8::1", "as_num": 65001, "hold_time": null, "keepalive": null, "graceful_restart_time": null, "md5": false}])
     );
     assert_eq!(
         m.ctl(&["node", "bgp", "peer", "show", "--ipv4", "--hostname", "h2"])
             .ok(),
-        "IP  AS_NUM  HOLD_TIME  KEEPALIVE  GRACEFUL_RESTART_TIME\n"
+        "IP  AS_NUM  HOLD_TIME  KEEPALIVE  GRACEFUL_RESTART_TIME  MD5\n"
     );
     m.ctl(&[
         "node",

@@ -1,7 +1,8 @@
 //! Scenario 2: hosts in two subnets behind a ToR running BIRD 2, the node-to-node mesh off, each host in
 //! its own AS. Once with a per-node eBGP peer at the ToR's address on each host's subnet (`calicoctl
 //! node bgp peer add`), once with one global peer (`calicoctl bgp peer add`) at the one ToR address
-//! every host reaches (its subnet-A address; hosts in subnet B reach it through the ToR itself). The
+//! every host reaches (its subnet-A address; hosts in subnet B reach it through the ToR itself), signed
+//! with TCP MD5 (`--password-file`). The
 //! ToR learns each host's block and passes it to the other with its own address on that host's subnet
 //! as next hop, and containers in one profile reach each other across the ToR (IPv4 and IPv6) while
 //! other profiles stay denied. BGP timers are short (hold 9 s, graceful restart 30 s) through the BGP
@@ -18,6 +19,7 @@ use calico_lab::cluster::{demo, Cluster, Datastore};
 use calico_lab::{Host, Lab, Subnet};
 
 const TOR_AS: u32 = 65000;
+const MD5_KEY: &str = "calico-tor-key";
 
 /// The ToR as a lab host (its namespace, its address on subnet A) so BIRD can run there.
 fn tor_host(lab: &Lab) -> Host {
@@ -59,6 +61,11 @@ fn tor_config(lab: &Lab, hosts: &[(&Host, u32)], peering: Peering) -> String {
             "ipv6 {{ import all; export where source = RTS_BGP; next hop address {}; }};",
             plan.tor_v6(h.subnet)
         );
+        // The global peering is signed with TCP MD5 (the key given to calicoctl in a file).
+        let extra = match peering {
+            Peering::PerNode => "graceful restart on;".to_string(),
+            Peering::Global => format!("graceful restart on; password \"{MD5_KEY}\";"),
+        };
         let name = &h.name;
         conf += &bird_bgp(
             &format!("{name}_v4"),
@@ -67,7 +74,7 @@ fn tor_config(lab: &Lab, hosts: &[(&Host, u32)], peering: Peering) -> String {
             &h.ip.to_string(),
             *asn,
             &v4,
-            "graceful restart on;",
+            &extra,
         );
         conf += &bird_bgp(
             &format!("{name}_v6"),
@@ -76,7 +83,7 @@ fn tor_config(lab: &Lab, hosts: &[(&Host, u32)], peering: Peering) -> String {
             &h.ip6.to_string(),
             *asn,
             &v6,
-            "graceful restart on;",
+            &extra,
         );
     }
     conf
@@ -116,11 +123,24 @@ fn tor_scenario(name: &str, peering: Peering) -> Result<()> {
             &tor_config(lab, &[(&h1, 65001), (&h2, 65002)], peering),
         )?;
         if peering == Peering::Global {
+            let key = lab.dir().join("tor-md5");
+            std::fs::write(&key, format!("{MD5_KEY}\n"))?;
+            let key = key.display().to_string();
             for ip in [
                 plan.tor_v4(Subnet::A).to_string(),
                 plan.tor_v6(Subnet::A).to_string(),
             ] {
-                c.ctl(&["bgp", "peer", "add", &ip, "as", "65000"]).run()?;
+                c.ctl(&[
+                    "bgp",
+                    "peer",
+                    "add",
+                    &ip,
+                    "as",
+                    "65000",
+                    "--password-file",
+                    &key,
+                ])
+                .run()?;
             }
         }
         for (h, asn) in [(&h1, "65001"), (&h2, "65002")] {

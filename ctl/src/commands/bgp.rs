@@ -102,6 +102,10 @@ pub enum PeerCommand {
         as_num: String,
         #[command(flatten)]
         timers: Timers,
+        /// Sign the session with TCP MD5 (RFC 2385) using the key in FILE (its first line); the
+        /// peer must use the same key. A file keeps the key out of the process list.
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<std::path::PathBuf>,
     },
     /// Remove a peer.
     Remove {
@@ -126,14 +130,41 @@ pub const PEER_COLUMNS: &[&str] = &[
     "hold_time",
     "keepalive",
     "graceful_restart_time",
+    "md5",
 ];
 
+/// The MD5 key in the first line of `path`.
+pub fn read_password(path: &std::path::Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot read the password file {}: {e}; give a file holding the MD5 key",
+            path.display()
+        )
+    })?;
+    let key = text.lines().next().unwrap_or("").to_owned();
+    if key.is_empty() {
+        anyhow::bail!(
+            "the password file {} is empty; put the MD5 key on its first line",
+            path.display()
+        );
+    }
+    Ok(key)
+}
+
 /// The request body of `peer add`, checked here first.
-pub fn peer_body(ip: &str, as_num: &str, timers: &Timers) -> anyhow::Result<Value> {
+pub fn peer_body(
+    ip: &str,
+    as_num: &str,
+    timers: &Timers,
+    password: Option<&str>,
+) -> anyhow::Result<Value> {
     let ip = super::ipam::parse_ip(ip)?;
     let asn = AsNumber::parse("as_num", as_num)
         .map_err(|e| anyhow::anyhow!("Invalid AS number: {}", e.reason))?;
     let mut body = json!({"ip": ip.to_string(), "as_num": asn.get()});
+    if let (Some(obj), Some(p)) = (body.as_object_mut(), password) {
+        obj.insert("password".into(), json!(p));
+    }
     if let (Some(obj), Value::Object(t)) = (body.as_object_mut(), timers.json()) {
         obj.extend(t.into_iter().filter(|(_, v)| !v.is_null()));
     }
@@ -161,7 +192,7 @@ pub fn show_peers(
     let peers = c.get(&path)?;
     let rows: Vec<_> = items(&peers)
         .iter()
-        .map(|p| object(json!({"ip": p["ip"], "as_num": p["as_num"], "hold_time": p["hold_time"], "keepalive": p["keepalive"], "graceful_restart_time": p["graceful_restart_time"]})))
+        .map(|p| object(json!({"ip": p["ip"], "as_num": p["as_num"], "hold_time": p["hold_time"], "keepalive": p["keepalive"], "graceful_restart_time": p["graceful_restart_time"], "md5": p["md5"].as_bool().unwrap_or(false)})))
         .collect();
     print_rows(format, PEER_COLUMNS, &rows)?;
     Ok(())
@@ -171,9 +202,14 @@ pub fn show_peers(
 pub fn run_peer(global: &GlobalOpts, base: &str, command: &PeerCommand) -> anyhow::Result<()> {
     match command {
         PeerCommand::Add {
-            ip, as_num, timers, ..
+            ip,
+            as_num,
+            timers,
+            password_file,
+            ..
         } => {
-            let body = peer_body(ip, as_num, timers)?;
+            let password = password_file.as_deref().map(read_password).transpose()?;
+            let body = peer_body(ip, as_num, timers, password.as_deref())?;
             let answer = client(global)?.post(base, &body)?;
             print_message(global.output, &answer)
         }
@@ -359,11 +395,15 @@ mod tests {
             ..Timers::default()
         };
         assert_eq!(
-            peer_body("fd00::1", "1.10", &t).expect("valid"),
+            peer_body("fd00::1", "1.10", &t, None).expect("valid"),
             json!({"ip": "fd00::1", "as_num": 65546, "hold_time": 9})
         );
-        assert!(peer_body("fd00::g", "1", &t).is_err());
-        assert!(peer_body("10.0.0.1", "0", &t).is_err());
+        assert_eq!(
+            peer_body("10.0.0.1", "65000", &Timers::default(), Some("s3cret")).expect("valid"),
+            json!({"ip": "10.0.0.1", "as_num": 65000, "password": "s3cret"})
+        );
+        assert!(peer_body("fd00::g", "1", &t, None).is_err());
+        assert!(peer_body("10.0.0.1", "0", &t, None).is_err());
         assert_eq!(
             peer_path("/v1/bgp/peers", "10.0.0.1").expect("ok"),
             "/v1/bgp/peers/10.0.0.1"

@@ -59,7 +59,12 @@ pub fn peers(state: &NodeState) -> Vec<PeerSettings> {
         IpAddr::V6(_) => me.ipv6.map(IpAddr::V6),
     };
     let mut out: BTreeMap<IpAddr, PeerSettings> = BTreeMap::new();
-    let mut add = |ip: IpAddr, asn: u32, timers: BgpTimers, rr_client: bool, kind: &str| {
+    let mut add = |ip: IpAddr,
+                   asn: u32,
+                   timers: BgpTimers,
+                   rr_client: bool,
+                   password: Option<String>,
+                   kind: &str| {
         if mine(&ip) || !reachable(&ip) {
             return;
         }
@@ -70,7 +75,7 @@ pub fn peers(state: &NodeState) -> Vec<PeerSettings> {
                 address: ip,
                 asn,
                 passive: false,
-                password: None,
+                password,
                 rr_client,
                 hold_time: Duration::from_secs(t.hold_time.into()),
                 keepalive: Some(Duration::from_secs(t.keepalive.into())),
@@ -97,6 +102,7 @@ pub fn peers(state: &NodeState) -> Vec<PeerSettings> {
                     h.effective_as(config).get(),
                     BgpTimers::default(),
                     false,
+                    None,
                     MESH,
                 );
             }
@@ -136,11 +142,19 @@ pub fn peers(state: &NodeState) -> Vec<PeerSettings> {
             h.effective_as(config).get(),
             BgpTimers::default(),
             rr_client,
+            None,
             NODE,
         );
     }
     let mut explicit = |p: &BgpPeer, kind: &str| {
-        add(p.ip, p.as_num.get(), p.timers, p.rr_client, kind);
+        add(
+            p.ip,
+            p.as_num.get(),
+            p.timers,
+            p.rr_client,
+            p.password.clone(),
+            kind,
+        );
     };
     for p in &config.global_peers {
         explicit(p, GLOBAL);
@@ -252,7 +266,9 @@ mod tests {
     fn mesh_off_keeps_explicit_peers_and_node_peers_win() {
         let mut me = host("h1", "10.0.0.1", None);
         me.as_num = Some(AsNumber::new(65001).unwrap());
-        me.peers.push(peer("10.0.0.254", 65000));
+        let mut signed = peer("10.0.0.254", 65000);
+        signed.password = Some("s3cret".into());
+        me.peers.push(signed);
         let mut s = state("h1", vec![me, host("h2", "10.0.0.2", None)]);
         s.bgp.config.node_mesh = false;
         s.bgp.config.global_peers.push(peer("10.0.0.254", 65009));
@@ -264,6 +280,11 @@ mod tests {
         assert_eq!(p[0].description, NODE);
         assert_eq!(p[0].hold_time, Duration::from_secs(9));
         assert_eq!(p[0].keepalive, Some(Duration::from_secs(3)));
+        assert_eq!(
+            p[0].password.as_deref(),
+            Some("s3cret"),
+            "the MD5 key reaches the speaker"
+        );
         assert_eq!(local_as(&s), Some(65001));
     }
 

@@ -157,7 +157,23 @@ fn parse_timers(obj: &Map<String, Value>, allowed: &[&str]) -> Result<BgpTimers,
     Ok(t)
 }
 
-/// A peer from `{"ip", "as_num", "hold_time"?, "keepalive"?, "graceful_restart_time"?, "rr_client"?}`.
+/// A peer as the API shows it: everything but its MD5 password, which becomes `"md5": true`.
+pub(crate) fn public_peer(peer: &BgpPeer) -> Value {
+    let mut v = serde_json::to_value(peer).unwrap_or(Value::Null);
+    if let Some(obj) = v.as_object_mut() {
+        let md5 = obj.remove("password").is_some();
+        obj.insert("md5".into(), Value::Bool(md5));
+    }
+    v
+}
+
+/// [`public_peer`] of each.
+pub(crate) fn public_peers(peers: &[BgpPeer]) -> Value {
+    Value::Array(peers.iter().map(public_peer).collect())
+}
+
+/// A peer from `{"ip", "as_num", "hold_time"?, "keepalive"?, "graceful_restart_time"?, "rr_client"?,
+/// "password"?}`.
 pub(crate) fn peer_from_body(body: &Value) -> Result<BgpPeer, ApiError> {
     let obj = body.as_object().ok_or_else(|| {
         ApiError::bad_request(
@@ -177,8 +193,18 @@ pub(crate) fn peer_from_body(body: &Value) -> Result<BgpPeer, ApiError> {
         }
     };
     let mut peer = BgpPeer::new(ip, parse_as(obj.get("as_num"))?);
-    peer.timers = parse_timers(obj, &["ip", "as_num", "rr_client"])?;
+    peer.timers = parse_timers(obj, &["ip", "as_num", "rr_client", "password"])?;
     peer.rr_client = body_bool(obj, "rr_client")?;
+    peer.password = match obj.get("password") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "password",
+                "must be a string (the TCP MD5 key)",
+            ))
+        }
+    };
     peer.validate()?;
     Ok(peer)
 }
@@ -224,7 +250,7 @@ pub(crate) fn put_peer(
     let verb = if old.is_some() { "Updated" } else { "Added" };
     Ok((
         old.is_none(),
-        json!({"message": format!("{verb} {who} BGP peer {} (AS {})", peer.ip, peer.as_num), "changed": true, "peer": peer}),
+        json!({"message": format!("{verb} {who} BGP peer {} (AS {})", peer.ip, peer.as_num), "changed": true, "peer": public_peer(peer)}),
     ))
 }
 

@@ -2,7 +2,7 @@
 //!
 //! Role: `GET /v1/dump` answers `{"version", "revision", "keys": {"<key>": <value>}}` with every key
 //! under `/calico/`, each value parsed as JSON when it is JSON and kept as a string otherwise (the
-//! original's plain-text values such as `as_num`). Inputs: the store. Output: the JSON answer.
+//! original's plain-text values such as `as_num`; BGP peers' MD5 passwords redacted). Inputs: the store. Output: the JSON answer.
 
 use serde_json::{json, Map, Value};
 
@@ -14,8 +14,14 @@ pub(crate) fn dump(store: &dyn Store) -> Result<Value, ApiError> {
     let listing = store.list(ROOT)?;
     let mut keys = Map::new();
     for kv in listing.kvs {
-        let v = serde_json::from_slice::<Value>(&kv.value)
+        let mut v = serde_json::from_slice::<Value>(&kv.value)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&kv.value).into_owned()));
+        // BGP peers' MD5 keys stay out of bug reports.
+        if let Some(obj) = v.as_object_mut() {
+            if obj.contains_key("password") {
+                obj.insert("password".into(), Value::String("(redacted)".into()));
+            }
+        }
         keys.insert(kv.key, v);
     }
     Ok(json!({

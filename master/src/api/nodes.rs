@@ -121,7 +121,7 @@ fn host_json(h: &Host, default_as: AsNumber) -> Value {
         "ip_addr_v6": h.ipv6,
         "as_num": h.as_num,
         "effective_as": h.as_num.unwrap_or(default_as),
-        "peers": h.peers,
+        "peers": bgp::public_peers(&h.peers),
         "route_reflector": h.route_reflector,
     })
 }
@@ -511,7 +511,11 @@ pub(crate) fn peers(
 ) -> Result<Value, ApiError> {
     get_host(store, name)?;
     let v = bgp::version_param(version)?;
-    Ok(json!(bgp::list_peers(store, &host_bgp_prefix(name), v)?))
+    Ok(bgp::public_peers(&bgp::list_peers(
+        store,
+        &host_bgp_prefix(name),
+        v,
+    )?))
 }
 
 /// `POST /v1/nodes/<name>/peers {"ip","as_num",…}`. Returns (created?, answer).

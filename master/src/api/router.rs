@@ -364,7 +364,7 @@ impl Api {
                     let v = bgp::version_param(q.get("version"))?;
                     Ok((
                         200,
-                        serde_json::json!(bgp::list_peers(store, BGP_GLOBAL, v)?),
+                        bgp::public_peers(&bgp::list_peers(store, BGP_GLOBAL, v)?),
                     ))
                 }
                 "POST" => {

@@ -1,8 +1,8 @@
 //! Cluster-wide BGP configuration, BGP peers and session timers.
 //!
 //! Role: [`BgpConfig`] (default AS 64511, node-to-node mesh on by default, global peers, global timers),
-//! [`BgpPeer`] (`{"ip","as_num"}` as the original's `peer_v4/<ip>` values, plus optional per-peer timers
-//! and route-reflector-client flag) and [`BgpTimers`] (hold time, keepalive, graceful-restart time, each
+//! [`BgpPeer`] (`{"ip","as_num"}` as the original's `peer_v4/<ip>` values, plus optional per-peer timers,
+//! route-reflector-client flag and TCP MD5 password) and [`BgpTimers`] (hold time, keepalive, graceful-restart time, each
 //! optional so that a peer overrides only what it sets; tests use short ones).
 //!
 //! Inputs: API writes. Outputs: validated values and [`BgpTimers::resolve`], the timers a session uses.
@@ -133,6 +133,10 @@ pub struct BgpPeer {
     /// This node reflects routes to the peer (it is our route-reflector client).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub rr_client: bool,
+    /// The TCP MD5 signature key of the session (RFC 2385). Stored and sent to the nodes, never shown
+    /// by the API (listings say `"md5": true`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
 }
 
 impl BgpPeer {
@@ -143,6 +147,7 @@ impl BgpPeer {
             as_num,
             timers: BgpTimers::default(),
             rr_client: false,
+            password: None,
         }
     }
 
@@ -154,6 +159,18 @@ impl BgpPeer {
                 "ip",
                 format!("{ip} is not a unicast address; give the peer's own address"),
             ));
+        }
+        if let Some(p) = &self.password {
+            // The kernel's TCP_MD5SIG_MAXKEYLEN; printable so it can be typed on the switch too.
+            if p.is_empty() || p.len() > 80 || !p.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
+            {
+                return Err(ValidationError::new(
+                    "password",
+                    format!(
+                        "the MD5 password of peer {ip} must be 1–80 printable ASCII characters"
+                    ),
+                ));
+            }
         }
         self.timers
             .validate()
