@@ -5,7 +5,8 @@
 //! container create (reserve the `CALICO_IP` addresses, switch the container to network mode `none`,
 //! record what start needs as labels, put the init wrapper in front of the command), start (wire the
 //! veth, addresses and routes, register the endpoint), inspect (show the Calico IP and the real
-//! command), and remove (delete the endpoint, release the addresses). Docker's event stream and a
+//! command), list (the real command in `docker ps`), and remove (delete the endpoint, release the
+//! addresses). Docker's event stream and a
 //! reconcile at start catch what bypassed the proxy (die, destroy, starts straight at dockerd). It knows
 //! nothing of BGP or the firewall.
 //!

@@ -1,4 +1,4 @@
-//! The start and inspect hooks.
+//! The start, inspect and list hooks.
 //!
 //! `POST /containers/{id}/start`: forward; when Docker started it (204) or it was running already
 //! (304) and it is a Calico container of this node, wire it before answering, then register its
@@ -8,6 +8,12 @@
 //!
 //! `GET /containers/{id}/json`: forward; for a Calico container, show the real command and the Calico
 //! addresses ([`crate::hooks::inspect::rewrite`]).
+//!
+//! `GET /containers/json` (`docker ps`): forward; show each Calico container's own command in
+//! `Command` ([`crate::hooks::list::rewrite`]).
+//!
+//! Both read the daemon's answer into memory (it is small and never a stream); an answer that names no
+//! Calico label is passed on as it came, without being parsed.
 
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
@@ -16,10 +22,11 @@ use hyper::{Method, Request, Response, StatusCode};
 
 use crate::container::{self, short};
 use crate::docker;
+use crate::hooks::workload::NODE_LABEL;
 use crate::passthrough::{docker_error, full, send, Body, Calico, ConnState, Upstream};
 
-/// The largest inspect answer rewritten (larger ones pass untouched).
-const MAX_INSPECT: usize = 16 << 20;
+/// The largest inspect or list answer read.
+const MAX_ANSWER: usize = 64 << 20;
 
 /// The container of `POST /containers/{id}/start`.
 pub fn start_target(method: &Method, api_path: &str) -> Option<String> {
@@ -41,6 +48,11 @@ pub fn inspect_target(method: &Method, api_path: &str) -> Option<String> {
         .strip_prefix("/containers/")?
         .strip_suffix("/json")?;
     (!id.is_empty() && !id.contains('/')).then(|| id.to_string())
+}
+
+/// True for `GET /containers/json`, the list `docker ps` shows.
+pub fn list_target(method: &Method, api_path: &str) -> bool {
+    method == Method::GET && api_path == "/containers/json"
 }
 
 /// Handles a start.
@@ -97,11 +109,35 @@ pub async fn inspect(
     conn: &ConnState,
 ) -> Response<Body> {
     let resp = send(req.map(|b| b.boxed()), upstream, conn).await;
+    rewrite_answer(resp, |v| {
+        crate::hooks::inspect::rewrite(v, &calico.node, calico.gateway_v4, calico.gateway_v6)
+    })
+    .await
+}
+
+/// Handles a list of containers.
+pub async fn list(req: Request<Incoming>, upstream: &Upstream, conn: &ConnState) -> Response<Body> {
+    let resp = send(req.map(|b| b.boxed()), upstream, conn).await;
+    rewrite_answer(resp, crate::hooks::list::rewrite).await
+}
+
+/// True when `body` mentions Calico's labels at all (else it needs no parsing).
+fn mentions_calico(body: &[u8]) -> bool {
+    let needle = NODE_LABEL.as_bytes();
+    body.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Reads a 200 answer of JSON and passes it through `rewrite` when it concerns a Calico container;
+/// anything else goes on as it came (with its length now known).
+async fn rewrite_answer(
+    resp: Response<Body>,
+    rewrite: impl FnOnce(&mut serde_json::Value) -> bool,
+) -> Response<Body> {
     if resp.status() != StatusCode::OK {
         return resp;
     }
     let (mut parts, body) = resp.into_parts();
-    let bytes = match Limited::new(body, MAX_INSPECT).collect().await {
+    let bytes = match Limited::new(body, MAX_ANSWER).collect().await {
         Ok(c) => c.to_bytes(),
         Err(e) => {
             return docker_error(
@@ -110,17 +146,13 @@ pub async fn inspect(
             )
         }
     };
-    let rewritten = serde_json::from_slice::<serde_json::Value>(&bytes)
-        .ok()
+    let rewritten = mentions_calico(&bytes)
+        .then(|| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+        .flatten()
         .and_then(|mut v| {
-            crate::hooks::inspect::rewrite(
-                &mut v,
-                &calico.node,
-                calico.gateway_v4,
-                calico.gateway_v6,
-            )
-            .then(|| serde_json::to_vec(&v).ok())
-            .flatten()
+            rewrite(&mut v)
+                .then(|| serde_json::to_vec(&v).ok())
+                .flatten()
         });
     let out = match rewritten {
         Some(mut b) => {
@@ -155,5 +187,17 @@ mod tests {
         );
         assert_eq!(inspect_target(&Method::GET, "/containers/json"), None);
         assert_eq!(inspect_target(&Method::POST, "/containers/a/json"), None);
+        assert!(list_target(&Method::GET, "/containers/json"));
+        assert!(!list_target(&Method::POST, "/containers/json"));
+        assert!(!list_target(&Method::GET, "/containers/abc/json"));
+    }
+
+    #[test]
+    fn only_answers_naming_calico_labels_are_parsed() {
+        assert!(mentions_calico(
+            br#"[{"Labels":{"org.projectcalico.node":"h1"}}]"#
+        ));
+        assert!(!mentions_calico(br#"[{"Labels":{"app":"x"}}]"#));
+        assert!(!mentions_calico(b""));
     }
 }

@@ -1,6 +1,7 @@
 //! The proxy's start, inspect, event and cleanup hooks against a real dockerd, a real master and a lab
 //! host: a Calico container's first process already sees its interface (the init wrapper waits for
-//! it), `docker inspect` shows the Calico IP and the user's command, stop/start keeps IP, MAC and
+//! it), `docker inspect` shows the Calico IP and the user's command (and `docker ps` that command, not
+//! the wrapper), stop/start keeps IP, MAC and
 //! interface name (also when started straight at dockerd, rewired from the event stream), `docker rm`
 //! releases the address at once, a removal straight at dockerd is caught from the events, a new proxy
 //! rewires what a killed one missed, `calicoctl container add --netns` wires a bare namespace, and 50
@@ -291,6 +292,14 @@ fn containers_are_wired_before_they_run_and_cleaned_up_after() -> Result<()> {
         let s = spec(h1, &id);
         let want = format!("10.65.0.2|10.65.0.2|{}|{}|sh|{}", h1.ip, serde_json::to_string(RECORD)?, mac_text(s.mac()));
         ensure!(shown == want, "inspect shows {shown}, want {want}");
+        // docker ps through the proxy shows the user's command (quoted as the CLI quotes it); straight
+        // at dockerd, the wrapper in front of it.
+        let ps = ["ps", "--no-trunc", "--filter", &format!("id={id}"), "--format", "{{.Command}}"];
+        let listed = docker(&node, &ps).stdout()?;
+        let want = r#""sh -c 'ip addr show eth0 > /tmp/first; ip route >> /tmp/first; exec sleep 1d'""#;
+        ensure!(listed == want, "docker ps through the proxy shows {listed}, want {want}");
+        let raw = direct(&ps).stdout()?;
+        ensure!(raw.starts_with("\"/.calico-init ") && raw.ends_with(&want[1..]), "docker ps straight at dockerd shows {raw}");
         ensure!(host_side_up(h1, &id)?, "the host side {} is up", s.host_iface());
         let (mac, text) = inside(&id)?;
         ensure!(mac == mac_text(s.mac()), "MAC {mac}");

@@ -3,5 +3,6 @@
 
 pub mod create;
 pub mod inspect;
+pub mod list;
 pub mod workload;
 pub mod wrapper;
