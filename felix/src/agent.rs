@@ -15,8 +15,10 @@ use crate::changes::Change;
 use crate::error::Error;
 use crate::firewall::Firewall;
 use crate::flows::Flows;
+use crate::ipip::{self, IpipSupport};
 use crate::model::{Config, DesiredState, Endpoint};
 use crate::routes::{EndpointFailure, Routes};
+use ipnet::IpNet;
 
 /// The first retry delay for a failed endpoint; it doubles per failure up to [`MAX_RETRY`].
 pub const FIRST_RETRY: Duration = Duration::from_secs(1);
@@ -72,6 +74,10 @@ pub struct Felix {
     status: BTreeMap<String, EndpointStatus>,
     retries: BTreeMap<String, Retry>,
     metrics: Metrics,
+    /// What the IPIP probe found (run once, when a pool first asks for IPIP).
+    ipip: Option<IpipSupport>,
+    /// Pools whose IPIP part is refused, with the reason.
+    refused_pools: BTreeMap<IpNet, String>,
 }
 
 fn addresses(ep: Option<&Endpoint>) -> BTreeSet<IpAddr> {
@@ -89,6 +95,8 @@ impl Felix {
             status: BTreeMap::new(),
             retries: BTreeMap::new(),
             metrics: Metrics::default(),
+            ipip: None,
+            refused_pools: BTreeMap::new(),
         })
     }
 
@@ -100,9 +108,29 @@ impl Felix {
     }
 
     /// Sets the host-wide settings (the IPv6 gateway, the endpoint-to-host action, …); they apply from
-    /// the next [`Felix::apply`] on.
+    /// the next [`Felix::apply`] on. Pools that ask for IPIP are checked against the kernel (probed once)
+    /// and their IPIP part refused ([`Felix::refused_pools`]); everything else applies as usual.
     pub fn set_config(&mut self, config: Config) {
+        self.refused_pools = if config.ipip_pools.is_empty() {
+            BTreeMap::new()
+        } else {
+            let support = self.ipip.get_or_insert_with(ipip::probe);
+            ipip::felix_refusals(&config.ipip_pools, support)
+                .into_iter()
+                .collect()
+        };
         self.firewall.set_config(config);
+    }
+
+    /// The pools whose IPIP part Felix refused, each with a message that says what, why and what to do
+    /// instead (for the node's status report and log, like [`Felix::status`] for endpoints).
+    pub fn refused_pools(&self) -> &BTreeMap<IpNet, String> {
+        &self.refused_pools
+    }
+
+    /// What the IPIP probe found, once a pool asked for IPIP.
+    pub fn ipip_support(&self) -> Option<&IpipSupport> {
+        self.ipip.as_ref()
     }
 
     /// The desired state as it stands.
@@ -316,6 +344,12 @@ impl Felix {
                 "Endpoints that failed.",
                 "gauge",
                 failed as f64,
+            ),
+            (
+                "felix_pools_refused",
+                "Pools whose IPIP part is refused (this kernel has no IPIP, or Felix builds no tunnels).",
+                "gauge",
+                self.refused_pools.len() as f64,
             ),
         ] {
             let _ = writeln!(

@@ -16,9 +16,11 @@ pub mod conntrack;
 pub mod error;
 pub mod firewall;
 pub mod flows;
+pub mod ipip;
 pub mod model;
 pub mod nft;
 pub mod plan;
 pub mod routes;
+mod sys;
 
 pub use error::Error;

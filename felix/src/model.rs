@@ -129,6 +129,10 @@ pub struct Config {
     pub ipv6_gateway: Option<Ipv6Addr>,
     /// The IP pools: traffic from a pool with nat-outgoing to anywhere outside every pool is masqueraded.
     pub pools: Vec<Pool>,
+    /// The pools that ask for IP-in-IP between hosts. Felix builds no tunnels: it checks the kernel and
+    /// reports each such pool's IPIP part as refused ([`crate::agent::Felix::refused_pools`]); the
+    /// pools' other settings are applied as usual.
+    pub ipip_pools: Vec<IpNet>,
 }
 
 /// An IP pool as Felix needs it.
@@ -145,6 +149,7 @@ impl Default for Config {
             endpoint_to_host: EndpointToHost::Drop,
             ipv6_gateway: None,
             pools: Vec::new(),
+            ipip_pools: Vec::new(),
         }
     }
 }

@@ -135,11 +135,25 @@ fn fold_member(m: &mut TagMembers, change: &Change) {
 /// The plan for `changes` to `current` (what the kernel holds).
 pub fn plan_changes(current: &DesiredState, changes: &[Change]) -> Plan {
     let t = Touched::new(current, changes);
-    let after_profiles = t.profiles_state_after();
+    // What list chains and tag usage depend on: the profiles after the changes. When no profile is
+    // touched (an endpoint or tag change, the common case at scale) that is `current` itself, and
+    // neither profiles nor list chains are copied or rendered twice.
+    let owned;
+    let after_profiles: &DesiredState = if t.profiles.is_empty() {
+        current
+    } else {
+        owned = t.profiles_state_after();
+        &owned
+    };
     let mut b = PlanBuilder::default();
 
     // Tags: usage depends on profiles only.
-    let (old_tags, new_tags) = (used_tags(current), used_tags(&after_profiles));
+    let old_tags = used_tags(current);
+    let new_tags = if t.profiles.is_empty() {
+        old_tags.clone()
+    } else {
+        used_tags(after_profiles)
+    };
     for tag in new_tags.difference(&old_tags) {
         b.create_tag_sets(tag);
     }
@@ -179,11 +193,6 @@ pub fn plan_changes(current: &DesiredState, changes: &[Change]) -> Plan {
         }
     }
     for list in &lists {
-        let users_before = current
-            .endpoints
-            .values()
-            .filter(|e| &e.profiles == list)
-            .count();
         let leaving = t
             .endpoints
             .keys()
@@ -199,19 +208,29 @@ pub fn plan_changes(current: &DesiredState, changes: &[Change]) -> Plan {
             .values()
             .filter(|after| after.as_ref().is_some_and(|e| &e.profiles == list))
             .count();
-        let users_after = users_before - leaving + joining;
-        match (users_before > 0, users_after > 0) {
-            (false, true) => b.rewrite_list(list, &after_profiles),
+        // Whether the list has users before and after: counting stops once more users than leave are
+        // found, so adding one endpoint to a list shared by thousands does not scan them all.
+        let users_before = current
+            .endpoints
+            .values()
+            .filter(|e| &e.profiles == list)
+            .take(leaving + 1)
+            .count();
+        let used_after = joining > 0 || users_before > leaving;
+        match (users_before > 0, used_after) {
+            (false, true) => b.rewrite_list(list, after_profiles),
             (true, false) => b.prune_list(list),
-            (true, true) => {
+            (true, true) if !t.profiles.is_empty() => {
                 for d in [Direction::Inbound, Direction::Outbound] {
                     if list_chain_rules(list, d, current)
-                        != list_chain_rules(list, d, &after_profiles)
+                        != list_chain_rules(list, d, after_profiles)
                     {
-                        b.rewrite_list_direction(list, d, &after_profiles);
+                        b.rewrite_list_direction(list, d, after_profiles);
                     }
                 }
             }
+            // No profile changed: the list chain's rules are the same.
+            (true, true) => {}
             (false, false) => {}
         }
     }
