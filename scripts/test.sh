@@ -25,6 +25,10 @@ say "cargo test (release)"
 set +e
 cargo test --release --workspace --no-fail-fast 2>&1 | tee "$log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || failed=1
+# The master's API suite again, against a real etcd (one per test) instead of the embedded store.
+say "the master's API tests on etcd"
+CALICO_API_TEST_STORE=etcd cargo test --release -p calico-master --lib -- api:: 2>&1 | tee -a "$log"
+[ "${PIPESTATUS[0]}" -eq 0 ] || failed=1
 set -e
 
 # Every decoder that reads the network is fuzzed for a minute on each run.

@@ -62,6 +62,8 @@ pub enum Command {
     Ipam(commands::ipam::IpamArgs),
     /// Manage BGP: global peers, the node-to-node mesh, the default AS and timers.
     Bgp(commands::bgp::BgpArgs),
+    /// Manage Felix's settings, cluster-wide or for one host.
+    Config(commands::config::ConfigArgs),
     /// Inspect and remove Calico nodes and manage their own BGP peers.
     Node(commands::node::NodeArgs),
     /// List the nodes (the same as `node show`).

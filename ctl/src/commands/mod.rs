@@ -2,6 +2,7 @@
 //! share: the API client built from the global options, message output, and the exit-code mapping.
 
 pub mod bgp;
+pub mod config;
 pub mod container;
 pub mod containers;
 pub mod diags;
@@ -32,6 +33,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
         Command::Container(args) => container::run(&cli.global, args),
         Command::Ipam(args) => ipam::run(&cli.global, args),
         Command::Bgp(args) => bgp::run(&cli.global, args),
+        Command::Config(args) => config::run(&cli.global, args),
         Command::Node(args) => node::run(&cli.global, args),
         Command::Shownodes(args) => node::show(&cli.global, args.detailed),
         Command::Status(args) => status::run(&cli.global, args),

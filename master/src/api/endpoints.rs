@@ -13,18 +13,24 @@
 //! releases the addresses its workload holds for it.
 //!
 //! Endpoint ids are unique across the cluster (the CLI names endpoints by id alone): a write whose id
-//! already exists under another host or workload is refused (409). That check (on create only) and the
-//! lookup by id scan every endpoint, and are not part of the compare.
+//! already exists under another host or workload is refused (409). Both that check and the lookup by id
+//! go through the endpoint-id index (`endpoint_index.rs`: `/calico/v1/index/endpoint/<id>` → the
+//! endpoint's key), written and deleted in the endpoint's own transaction, so they cost a point read or
+//! two whatever the cluster's size; a create compares the index entry, so two creates of one id never
+//! both succeed. The addresses are checked against the blocks holding them only (a point read each).
 
 use std::{net::IpAddr, sync::Mutex};
 
 use serde_json::{json, Map, Value};
 
-use super::{ipam, ApiError, CAS_RETRIES};
+use super::{
+    endpoint_index::{self, EndpointIndex},
+    ipam, ApiError, CAS_RETRIES,
+};
 use crate::{
     model::{interface_name_for, validate_hostname, validate_name, Endpoint},
     store::{
-        keys::{host_workloads_prefix, Key, HOST_PREFIX, PROFILE_PREFIX},
+        keys::{endpoint_index_key, host_workloads_prefix, Key, HOST_PREFIX, PROFILE_PREFIX},
         Compare, KeyValue, Op, Store, Txn,
     },
 };
@@ -88,20 +94,37 @@ fn not_found(id: &str) -> ApiError {
     )
 }
 
-/// The endpoint with id `id`, with its stored key-value.
-fn find(store: &dyn Store, id: &str) -> Result<(Endpoint, KeyValue), ApiError> {
+/// The endpoint stored in `kv`.
+fn parse(kv: &KeyValue) -> Result<Endpoint, ApiError> {
+    let Some(Key::Endpoint(k)) = Key::parse(&kv.key) else {
+        return Err(ApiError::Internal(format!(
+            "{} is not an endpoint key",
+            kv.key
+        )));
+    };
+    let v: Value = serde_json::from_slice(&kv.value).map_err(|e| {
+        ApiError::Internal(format!("the stored endpoint {} is not JSON: {e}", kv.key))
+    })?;
+    Ok(Endpoint::from_etcd_value(
+        &k.hostname,
+        &k.orchestrator,
+        &k.workload_id,
+        &k.endpoint_id,
+        &v,
+    )?)
+}
+
+/// The endpoint with id `id`, with its stored key-value (through the index).
+fn find(
+    store: &dyn Store,
+    index: &EndpointIndex,
+    id: &str,
+) -> Result<(Endpoint, KeyValue), ApiError> {
     ipam::validate_handle("endpoint_id", id)?;
-    let mut found: Vec<(Endpoint, KeyValue)> = all_kvs(store, None)?
-        .into_iter()
-        .filter(|(e, _)| e.endpoint_id == id)
-        .collect();
-    match found.len() {
-        0 => Err(not_found(id)),
-        1 => Ok(found.remove(0)),
-        n => Err(ApiError::conflict(
-            "endpoint_id",
-            format!("endpoint id {id} is used {n} times; remove the duplicates by host"),
-        )),
+    index.ensure(store)?;
+    match endpoint_index::lookup(store, id)?.endpoint {
+        Some(kv) => Ok((parse(&kv)?, kv)),
+        None => Err(not_found(id)),
     }
 }
 
@@ -206,15 +229,22 @@ fn ips(ep: &Endpoint) -> Vec<IpAddr> {
 }
 
 /// Write `ep` if its key is still at `rev` (0: absent) and the blocks holding its addresses are
-/// unchanged since they were checked. `Ok(false)`: someone else wrote first.
-fn write(store: &dyn Store, ep: &Endpoint, rev: u64) -> Result<bool, ApiError> {
-    let loaded = ipam::load(store)?;
+/// unchanged since they were checked; with `index_rev`, also point the id's index entry at it if the
+/// entry is still at that revision (0: absent). `Ok(false)`: someone else wrote first.
+fn write(
+    store: &dyn Store,
+    ep: &Endpoint,
+    rev: u64,
+    index_rev: Option<u64>,
+) -> Result<bool, ApiError> {
+    let addresses = ips(ep);
+    let loaded = ipam::load_blocks_of(store, &addresses)?;
     loaded.state.check_endpoint_addresses(ep)?;
     let key = Key::endpoint(ep).path();
     let value =
         serde_json::to_vec(&ep.etcd_value()).map_err(|e| ApiError::Internal(e.to_string()))?;
     let mut txn = Txn::new().when(Compare::mod_revision(&key, rev));
-    let mut blocks: Vec<_> = ips(ep)
+    let mut blocks: Vec<_> = addresses
         .into_iter()
         .filter_map(|ip| loaded.state.block_containing(ip).map(|b| b.cidr))
         .collect();
@@ -226,35 +256,47 @@ fn write(store: &dyn Store, ep: &Endpoint, rev: u64) -> Result<bool, ApiError> {
             loaded.rev(&cidr),
         ));
     }
+    if let Some(irev) = index_rev {
+        let entry = endpoint_index_key(&ep.endpoint_id);
+        txn = txn
+            .when(Compare::mod_revision(&entry, irev))
+            .and_then(Op::put(entry, key.as_bytes()));
+    }
     Ok(store.txn(txn.and_then(Op::put(key, value)))?.succeeded)
 }
 
 /// `POST /v1/endpoints`: create or replace an endpoint. Returns (created?, answer).
-pub(crate) fn put(store: &dyn Store, body: &Value) -> Result<(bool, Value), ApiError> {
+pub(crate) fn put(
+    store: &dyn Store,
+    index: &EndpointIndex,
+    body: &Value,
+) -> Result<(bool, Value), ApiError> {
     let ep = from_body(body)?;
     ep.validate()?;
     check_profiles(store, &ep.profile_ids)?;
+    index.ensure(store)?;
     let key = Key::endpoint(&ep).path();
     for _ in 0..CAS_RETRIES {
         let rev = store.get(&key)?.map_or(0, |kv| kv.mod_revision);
-        // Only a create can introduce a duplicate id (an update keeps its key, hence its id).
-        let duplicate = if rev == 0 {
-            all_kvs(store, None)?
-                .into_iter()
-                .find(|(e, _)| e.endpoint_id == ep.endpoint_id)
-        } else {
-            None
+        let found = endpoint_index::lookup(store, &ep.endpoint_id)?;
+        let index_rev = match &found.endpoint {
+            // Another endpoint has the id.
+            Some(other) if other.key != key => {
+                let other = parse(other)?;
+                return Err(ApiError::conflict(
+                    "endpoint_id",
+                    format!(
+                        "endpoint id {} is already used by workload {} on host {}",
+                        ep.endpoint_id, other.workload_id, other.hostname
+                    ),
+                ));
+            }
+            // The entry names this endpoint already.
+            Some(_) => None,
+            // No entry, or a stale one: (re)write it, comparing what was read.
+            None => Some(found.entry_revision),
         };
-        if let Some((other, _)) = duplicate {
-            return Err(ApiError::conflict(
-                "endpoint_id",
-                format!(
-                    "endpoint id {} is already used by workload {} on host {}",
-                    ep.endpoint_id, other.workload_id, other.hostname
-                ),
-            ));
-        }
-        if write(store, &ep, rev)? {
+        if write(store, &ep, rev, index_rev)? {
             let (created, verb) = if rev == 0 {
                 (true, "Created")
             } else {
@@ -280,11 +322,12 @@ pub(crate) fn list(store: &dyn Store, host: Option<&str>) -> Result<Value, ApiEr
 }
 
 /// `GET /v1/endpoints/<id>`.
-pub(crate) fn get(store: &dyn Store, id: &str) -> Result<Value, ApiError> {
-    Ok(endpoint_json(&find(store, id)?.0))
+pub(crate) fn get(store: &dyn Store, index: &EndpointIndex, id: &str) -> Result<Value, ApiError> {
+    Ok(endpoint_json(&find(store, index, id)?.0))
 }
 
-/// Delete `ep` (at revision `rev`) and release the addresses its workload holds for it.
+/// Delete `ep` (at revision `rev`), with its index entry when that names it, and release the
+/// addresses its workload holds for it.
 pub(crate) fn delete_and_release(
     store: &dyn Store,
     ipam_lock: &Mutex<()>,
@@ -292,11 +335,18 @@ pub(crate) fn delete_and_release(
     rev: u64,
 ) -> Result<Option<Vec<String>>, ApiError> {
     let key = Key::endpoint(ep).path();
-    let resp = store.txn(
-        Txn::new()
-            .when(Compare::mod_revision(&key, rev))
-            .and_then(Op::delete(&key)),
-    )?;
+    let entry_key = endpoint_index_key(&ep.endpoint_id);
+    let mut txn = Txn::new()
+        .when(Compare::mod_revision(&key, rev))
+        .and_then(Op::delete(&key));
+    if let Some(entry) = store.get(&entry_key)? {
+        if entry.value == key.as_bytes() {
+            txn = txn
+                .when(Compare::mod_revision(&entry_key, entry.mod_revision))
+                .and_then(Op::delete(entry_key));
+        }
+    }
+    let resp = store.txn(txn)?;
     if !resp.succeeded {
         return Ok(None);
     }
@@ -315,11 +365,12 @@ pub(crate) fn delete_and_release(
 /// `DELETE /v1/endpoints/<id>`.
 pub(crate) fn delete(
     store: &dyn Store,
+    index: &EndpointIndex,
     ipam_lock: &Mutex<()>,
     id: &str,
 ) -> Result<Value, ApiError> {
     for _ in 0..CAS_RETRIES {
-        let (ep, kv) = find(store, id)?;
+        let (ep, kv) = find(store, index, id)?;
         if let Some(released) = delete_and_release(store, ipam_lock, &ep, kv.mod_revision)? {
             let msg = if released.is_empty() {
                 format!("Removed endpoint {id}")
@@ -333,13 +384,18 @@ pub(crate) fn delete(
 }
 
 /// `GET /v1/endpoints/<id>/profiles`.
-pub(crate) fn profiles(store: &dyn Store, id: &str) -> Result<Value, ApiError> {
-    Ok(json!(find(store, id)?.0.profile_ids))
+pub(crate) fn profiles(
+    store: &dyn Store,
+    index: &EndpointIndex,
+    id: &str,
+) -> Result<Value, ApiError> {
+    Ok(json!(find(store, index, id)?.0.profile_ids))
 }
 
 /// `POST /v1/endpoints/<id>/profiles {"action": "append"|"remove"|"set", "profiles": [...]}`.
 pub(crate) fn change_profiles(
     store: &dyn Store,
+    index: &EndpointIndex,
     id: &str,
     body: &Value,
 ) -> Result<Value, ApiError> {
@@ -379,7 +435,7 @@ pub(crate) fn change_profiles(
         check_profiles(store, &names)?;
     }
     for _ in 0..CAS_RETRIES {
-        let (mut ep, kv) = find(store, id)?;
+        let (mut ep, kv) = find(store, index, id)?;
         let before = ep.profile_ids.clone();
         match action {
             "append" => {
@@ -416,7 +472,7 @@ pub(crate) fn change_profiles(
             }));
         }
         ep.validate()?;
-        if write(store, &ep, kv.mod_revision)? {
+        if write(store, &ep, kv.mod_revision, None)? {
             return Ok(json!({
                 "message": format!("Profiles of endpoint {id} are now: {}", if ep.profile_ids.is_empty() { "(none)".to_owned() } else { ep.profile_ids.join(", ") }),
                 "changed": true,

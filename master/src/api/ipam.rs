@@ -20,7 +20,10 @@ use serde_json::{json, Map, Value};
 
 use super::{pools, ApiError};
 use crate::{
-    ipam::{Assignment, Block, BlockChange, IpRequest, IpamError, IpamState, Owner},
+    ipam::{
+        Assignment, Block, BlockChange, IpRequest, IpamError, IpamState, Owner, BLOCK_PREFIX_V4,
+        BLOCK_PREFIX_V6,
+    },
     model::{validate_hostname, IpVersion, ValidationError},
     store::{keys::block_prefix, Compare, Op, Store, Txn},
 };
@@ -61,6 +64,37 @@ pub(crate) fn load(store: &dyn Store) -> Result<Loaded, ApiError> {
             })?;
             revs.insert(b.cidr, kv.mod_revision);
             state.blocks.insert(b.cidr, b);
+        }
+    }
+    Ok(Loaded { state, revs })
+}
+
+/// Read only the blocks holding `ips`, with their mod revisions: a point read per address (more for
+/// an address in a pool smaller than a block, whose block is smaller too; none for an address whose
+/// block was already read). An address in no block is simply not in the result.
+pub(crate) fn load_blocks_of(store: &dyn Store, ips: &[IpAddr]) -> Result<Loaded, ApiError> {
+    let mut state = IpamState::default();
+    let mut revs = BTreeMap::new();
+    for &ip in ips {
+        if state.block_containing(ip).is_some() {
+            continue;
+        }
+        // Blocks are BLOCK_PREFIX long, or the pool's length when the pool is smaller.
+        let (shortest, longest) = match ip {
+            IpAddr::V4(_) => (BLOCK_PREFIX_V4, 32),
+            IpAddr::V6(_) => (BLOCK_PREFIX_V6, 128),
+        };
+        for len in shortest..=longest {
+            let cidr = IpNet::new_assert(ip, len).trunc();
+            let key = Block::etcd_key_for(&cidr);
+            if let Some(kv) = store.get(&key)? {
+                let b: Block = serde_json::from_slice(&kv.value).map_err(|e| {
+                    ApiError::Internal(format!("the stored IPAM block {key} is malformed: {e}"))
+                })?;
+                revs.insert(b.cidr, kv.mod_revision);
+                state.blocks.insert(b.cidr, b);
+                break;
+            }
         }
     }
     Ok(Loaded { state, revs })

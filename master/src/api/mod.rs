@@ -57,6 +57,11 @@
 //! PUT    /v1/bgp/as_num {"as_num"}   PUT /v1/bgp/node_mesh {"enabled"}   PUT /v1/bgp/timers {…}
 //! GET    /v1/bgp/peers[?version=4|6]                global BGP peers
 //! POST   /v1/bgp/peers  {"ip","as_num",timers…?}    DELETE /v1/bgp/peers/<ip>
+//! GET    /v1/config[?host=H]                        [{"key","value","source"}]: cluster-wide settings, or H's
+//!                                                   effective ones (source global|host; the host's win)
+//! GET    /v1/config/<key>[?host=H]                  one effective setting (404 if unset)
+//! PUT    /v1/config/<key>[?host=H]  {"value"}       set it cluster-wide or for H (known keys' values checked)
+//! DELETE /v1/config/<key>[?host=H]                  unset it at that level (404 if not set there)
 //! GET    /v1/dump                                   every key under /calico/ (for diags)
 //! GET    /v1/sync?node=NAME[&revision=R]            200 application/x-ndjson, a long-lived stream of
 //!                                                   SyncMessage lines (snapshot or, resuming from R,
@@ -76,6 +81,10 @@
 //! method, 409 conflict (profile exists, profile in use: the body also lists `"endpoints"`), 413 body
 //! over 1 MiB, 503 the datastore is unavailable (nothing was changed), 500 anything else.
 //!
+//! With a sync hub ([`Api::with_sync`], as `calicoctl master run` starts it), reads are answered from
+//! the hub's copy of the store while the store (etcd) is unreachable, and writes get the 503 at once,
+//! without being sent (see [`crate::store::CachedStore`]); `/healthz` then answers 503 too.
+//!
 //! # Consistency
 //! Every read-modify-write is a compare-and-swap transaction on the mod revisions of the keys it read
 //! (a profile's `tags` and `rules` keys together; a pool's key), retried on conflict, so two concurrent
@@ -90,7 +99,9 @@
 //! `Authorization: Bearer <token>`, else 401.
 
 mod bgp;
+mod config;
 mod diags;
+mod endpoint_index;
 mod endpoints;
 mod ipam;
 mod metrics;

@@ -9,12 +9,12 @@ use std::sync::{Arc, Mutex};
 use serde_json::{Map, Value};
 
 use super::{
-    bgp, diags, endpoints, ipam, metrics::Metrics, nodes, pools, profiles, profiles::Direction,
-    ApiError,
+    bgp, config, diags, endpoint_index::EndpointIndex, endpoints, ipam, metrics::Metrics, nodes,
+    pools, profiles, profiles::Direction, ApiError,
 };
 use crate::{
     model::IpVersion,
-    store::{keys::Key, Store},
+    store::{keys::Key, CachedStore, Store},
     sync::SyncHub,
 };
 
@@ -71,6 +71,8 @@ pub struct Api {
     ipam_lock: Mutex<()>,
     /// The node sync hub behind `GET /v1/sync` (served by the HTTP server, see `server.rs`).
     sync: Option<Arc<SyncHub>>,
+    /// Whether this process has completed the endpoint-id index (see `endpoint_index.rs`).
+    endpoint_index: EndpointIndex,
 }
 
 /// A successful handler result: status and JSON body.
@@ -85,12 +87,16 @@ impl Api {
             metrics: Metrics::default(),
             ipam_lock: Mutex::new(()),
             sync: None,
+            endpoint_index: EndpointIndex::default(),
         }
     }
 
-    /// Serve the node sync stream (`GET /v1/sync`) from `hub`.
+    /// Serve the node sync stream (`GET /v1/sync`) from `hub`, and answer reads from the hub's copy
+    /// of the store while the store (etcd) is unreachable ([`CachedStore`]). `hub` must follow this
+    /// API's store.
     #[must_use]
     pub fn with_sync(mut self, hub: Arc<SyncHub>) -> Self {
+        self.store = Arc::new(CachedStore::new(self.store.clone(), hub.mirror()));
         self.sync = Some(hub);
         self
     }
@@ -105,7 +111,7 @@ impl Api {
         &self.metrics
     }
 
-    /// The store behind the API.
+    /// The store behind the API (with a sync hub, the [`CachedStore`] around the one given).
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
     }
@@ -175,6 +181,7 @@ impl Api {
     fn dispatch(&self, req: &ApiRequest, segs: &[&str]) -> Reply {
         let store = self.store.as_ref();
         let lock = &self.ipam_lock;
+        let index = &self.endpoint_index;
         let m = req.method.as_str();
         let q = Query::parse(&req.query);
         let not_allowed = || ApiError::MethodNotAllowed {
@@ -287,21 +294,21 @@ impl Api {
             ["v1", "endpoints"] => match m {
                 "GET" => Ok((200, endpoints::list(store, q.get("host"))?)),
                 "POST" => {
-                    let (created, v) = endpoints::put(store, &json_body(req)?)?;
+                    let (created, v) = endpoints::put(store, index, &json_body(req)?)?;
                     Ok((if created { 201 } else { 200 }, v))
                 }
                 _ => Err(not_allowed()),
             },
             ["v1", "endpoints", id] => match m {
-                "GET" => Ok((200, endpoints::get(store, id)?)),
-                "DELETE" => Ok((200, endpoints::delete(store, lock, id)?)),
+                "GET" => Ok((200, endpoints::get(store, index, id)?)),
+                "DELETE" => Ok((200, endpoints::delete(store, index, lock, id)?)),
                 _ => Err(not_allowed()),
             },
             ["v1", "endpoints", id, "profiles"] => match m {
-                "GET" => Ok((200, endpoints::profiles(store, id)?)),
+                "GET" => Ok((200, endpoints::profiles(store, index, id)?)),
                 "POST" => Ok((
                     200,
-                    endpoints::change_profiles(store, id, &json_body(req)?)?,
+                    endpoints::change_profiles(store, index, id, &json_body(req)?)?,
                 )),
                 _ => Err(not_allowed()),
             },
@@ -385,6 +392,19 @@ impl Api {
                 }
                 _ => Err(not_allowed()),
             },
+            ["v1", "config"] => match m {
+                "GET" => Ok((200, config::list(store, q.get("host"))?)),
+                _ => Err(not_allowed()),
+            },
+            ["v1", "config", key] => match m {
+                "GET" => Ok((200, config::get(store, key, q.get("host"))?)),
+                "PUT" => {
+                    let (created, v) = config::put(store, key, q.get("host"), &json_body(req)?)?;
+                    Ok((if created { 201 } else { 200 }, v))
+                }
+                "DELETE" => Ok((200, config::delete(store, key, q.get("host"))?)),
+                _ => Err(not_allowed()),
+            },
             ["v1", "dump"] => match m {
                 "GET" => Ok((200, diags::dump(store)?)),
                 _ => Err(not_allowed()),
@@ -443,6 +463,8 @@ fn route_name(segs: &[&str]) -> &'static str {
         ["v1", "bgp", "timers"] => "/v1/bgp/timers",
         ["v1", "bgp", "peers"] => "/v1/bgp/peers",
         ["v1", "bgp", "peers", _] => "/v1/bgp/peers/{ip}",
+        ["v1", "config"] => "/v1/config",
+        ["v1", "config", _] => "/v1/config/{key}",
         ["v1", "dump"] => "/v1/dump",
         ["v1", "sync"] => "/v1/sync",
         _ => "other",

@@ -1,7 +1,7 @@
 //! The cluster's data model, with validation at the boundary.
 //!
 //! Role: the serde types for everything the master stores (hosts, workload endpoints, profiles and their
-//! rules, IP pools, BGP configuration) with JSON shapes that match the 2015 original's etcd values, and the
+//! rules, IP pools, BGP configuration, Felix's cluster config) with JSON shapes that match the 2015 original's etcd values, and the
 //! checks a write must pass before it is stored.
 //!
 //! Inputs: JSON documents (from the API or the datastore) and values built by code (the CLI, the proxy).
@@ -13,6 +13,7 @@
 
 mod asn;
 mod bgp;
+mod config;
 mod endpoint;
 mod error;
 mod host;
@@ -25,6 +26,10 @@ mod rule;
 
 pub use asn::AsNumber;
 pub use bgp::{BgpConfig, BgpPeer, BgpTimers, DEFAULT_AS};
+pub use config::{
+    effective, known_key, validate_config, validate_config_key, KnownKey, KNOWN_KEYS, MAX_KEY_LEN,
+    MAX_VALUE_LEN,
+};
 pub use endpoint::{Endpoint, EndpointState, ORCHESTRATOR_DOCKER};
 pub use error::ValidationError;
 pub use host::{Host, RouteReflector};

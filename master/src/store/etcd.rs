@@ -232,7 +232,7 @@ impl Conn {
     /// A failure to reach etcd, naming the endpoints tried.
     pub(super) fn unavailable(&self, what: &str, detail: impl fmt::Display) -> StoreError {
         StoreError::Unavailable(format!(
-            "etcd at {} did not answer ({what}): {detail}",
+            "etcd at {} is unreachable ({what}): {detail}",
             self.endpoints.join(", ")
         ))
     }

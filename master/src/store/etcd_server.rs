@@ -96,6 +96,28 @@ impl EtcdServer {
         }
     }
 
+    /// Freeze the server (SIGSTOP to its PID): connections stay open but nothing answers, as with a
+    /// hung etcd or a cut network. [`EtcdServer::resume`] thaws it.
+    pub(crate) fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Thaw a server frozen by [`EtcdServer::pause`] (SIGCONT).
+    pub(crate) fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    /// Send `signal` to this server's process (by its PID, with kill(1)).
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("etcd is running").id();
+        let status = Command::new("kill")
+            .arg(signal)
+            .arg(pid.to_string())
+            .status()
+            .expect("running kill");
+        assert!(status.success(), "kill {signal} {pid}: {status}");
+    }
+
     /// Start the server again on the same data directory and ports.
     pub(crate) fn restart(&mut self) {
         self.kill();
@@ -269,6 +291,7 @@ fn make_certs(dir: &std::path::Path) -> EtcdTls {
 
 impl Drop for EtcdServer {
     fn drop(&mut self) {
+        // SIGKILL also ends a server frozen by `pause`.
         self.kill();
     }
 }

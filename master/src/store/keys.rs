@@ -15,10 +15,12 @@
 //! /calico/bgp/v1/host/<h>/{ip_addr_v4, ip_addr_v6, as_num, peer_v4/<ip>, peer_v6/<ip>, route_reflector}
 //! /calico/bgp/v1/rr_v4/<ip>                     /calico/bgp/v1/rr_v6/<ip>
 //! /calico/ipam/v2/assignment/ipv4/block/<cidr-dashed>   (and ipv6)
+//! /calico/v1/index/endpoint/<endpoint>          (value: the endpoint's full key)
 //! ```
 //! `global/timers` and `host/<h>/route_reflector` (`{"cluster_id", "clients"}`: this node reflects
-//! routes) are this project's additions (the original had neither timer settings nor node reflectors);
-//! every other key is the original's. Pool and block keys come from [`IpPool::etcd_key_for`] and [`Block::etcd_key_for`].
+//! routes) are this project's additions (the original had neither timer settings nor node reflectors),
+//! and so is the endpoint-id index under [`ENDPOINT_INDEX_PREFIX`] (the API's lookups by endpoint id;
+//! not a model object, so [`Key::parse`] ignores it); every other key is the original's. Pool and block keys come from [`IpPool::etcd_key_for`] and [`Block::etcd_key_for`].
 
 use std::{fmt, net::IpAddr};
 
@@ -52,6 +54,15 @@ pub const BGP_NODE_MESH: &str = "/calico/bgp/v1/global/node_mesh";
 pub const BGP_LOG_LEVEL: &str = "/calico/bgp/v1/global/loglevel";
 /// Cluster-wide BGP timers (this project's addition).
 pub const BGP_TIMERS: &str = "/calico/bgp/v1/global/timers";
+
+/// The endpoint-id index: `<prefix><endpoint id>` holds the endpoint's full key (this project's
+/// addition; see `api/endpoint_index.rs`).
+pub const ENDPOINT_INDEX_PREFIX: &str = "/calico/v1/index/endpoint/";
+
+/// The index entry of an endpoint id: `/calico/v1/index/endpoint/<id>`.
+pub fn endpoint_index_key(endpoint_id: &str) -> String {
+    format!("{ENDPOINT_INDEX_PREFIX}{endpoint_id}")
+}
 
 /// The pools of one family: `/calico/v1/ipam/v4/pool/`.
 pub fn pool_prefix(version: IpVersion) -> String {

@@ -39,17 +39,24 @@
 //!   that etcd reports a compaction exactly when history after `revision` is incomplete),
 //!   `ErrCompacted` ↔ [`StoreError::Compacted`]; [`RevisionWatch`] is fed by a long-lived watch task.
 //! - Connection failures ↔ [`StoreError::Unavailable`] naming the endpoints tried.
+//!
+//! Around a backend, [`CachedStore`] answers reads from a [`Mirror`] (the sync hub's copy of the keys,
+//! fed by the change feed) while the backend is unreachable, and refuses writes at once.
 
+mod cached;
 mod embedded;
 mod etcd;
 mod etcd_watch;
 pub mod keys;
+mod mirror;
 mod watch;
 
 use std::{fmt, time::Duration};
 
+pub use cached::CachedStore;
 pub use embedded::{EmbeddedOptions, EmbeddedStore, DEFAULT_PATH};
 pub use etcd::{EtcdOptions, EtcdStore, EtcdTls};
+pub use mirror::Mirror;
 pub use watch::{RevisionCallback, RevisionWatch, Subscription};
 
 /// A store revision (etcd's `revision`).

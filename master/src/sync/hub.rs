@@ -8,7 +8,9 @@
 //!
 //! Inputs: the store; subscriptions (node name, optionally the revision the node last applied).
 //! Outputs: per subscriber, a snapshot then deltas ([`Subscription::next`]), heartbeats while nothing
-//! changes; [`SyncStats`] for metrics.
+//! changes; [`SyncStats`] for metrics; and [`SyncHub::mirror`], a copy of every key under `/calico/`
+//! kept current from the same listing and change feed (the master's cache, which the API reads while
+//! etcd is unreachable, see [`crate::store::CachedStore`]).
 //!
 //! # Resuming
 //! A node that subscribes with revision `R` gets exactly the logged deltas after `R` when its log
@@ -44,7 +46,7 @@ use super::{
     model::ClusterModel,
     NodeState, SyncMessage,
 };
-use crate::store::{keys::ROOT, Event, Revision, Store, StoreError};
+use crate::store::{keys::ROOT, Event, Listing, Mirror, Revision, Store, StoreError};
 
 /// The hub's limits and timings.
 #[derive(Debug, Clone)]
@@ -125,6 +127,8 @@ struct Inner {
     store: Arc<dyn Store>,
     config: SyncConfig,
     core: RwLock<Core>,
+    /// Every key under [`ROOT`], at the revision the model has reached.
+    mirror: Arc<RwLock<Mirror>>,
     /// The processed revision, published after the pushes of that revision.
     revision: AtomicU64,
     /// Serialises followers (the thread, or a test's [`SyncHub::catch_up`]).
@@ -141,15 +145,19 @@ pub struct SyncHub {
     follower: Mutex<Option<JoinHandle<()>>>,
 }
 
-fn load(store: &dyn Store) -> Result<ClusterModel, StoreError> {
+fn load(store: &dyn Store) -> Result<(ClusterModel, Mirror), StoreError> {
     let listing = store.list(ROOT)?;
-    Ok(ClusterModel::load(
+    Ok((model_of(&listing), Mirror::from_listing(&listing)))
+}
+
+fn model_of(listing: &Listing) -> ClusterModel {
+    ClusterModel::load(
         listing.revision,
         listing
             .kvs
             .iter()
             .map(|kv| (kv.key.as_str(), kv.value.as_slice())),
-    ))
+    )
 }
 
 impl Inner {
@@ -159,6 +167,10 @@ impl Inner {
 
     fn write(&self) -> RwLockWriteGuard<'_, Core> {
         self.core.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn mirror(&self) -> RwLockWriteGuard<'_, Mirror> {
+        self.mirror.write().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn catch_up(&self) -> Result<Revision, StoreError> {
@@ -189,6 +201,15 @@ impl Inner {
         if rev <= prev {
             return;
         }
+        let ours: Vec<Event> = events
+            .iter()
+            .filter(|e| e.key.starts_with(ROOT))
+            .cloned()
+            .collect();
+        let mut mirror = self.mirror();
+        mirror.apply(&ours);
+        mirror.advance(rev);
+        drop(mirror);
         let changes = core.model.apply(rev, events);
         if !changes.is_empty() {
             let targets: BTreeSet<String> = if changes.global.is_empty() {
@@ -253,9 +274,10 @@ impl Inner {
 
     /// The change feed no longer reaches our revision: reload and resync everyone.
     fn reload(&self) -> Result<Revision, StoreError> {
-        let model = load(self.store.as_ref())?;
+        let (model, mirror) = load(self.store.as_ref())?;
         let rev = model.revision();
         let mut core = self.write();
+        *self.mirror() = mirror;
         tracing::warn!(
             from = core.model.revision(),
             to = rev,
@@ -331,7 +353,7 @@ impl SyncHub {
     /// Load the cluster from `store` (blocking; call it where the store may block). The hub does not
     /// follow the store until [`SyncHub::start`] or [`SyncHub::catch_up`].
     pub fn new(store: Arc<dyn Store>, config: SyncConfig) -> Result<Self, StoreError> {
-        let model = load(store.as_ref())?;
+        let (model, mirror) = load(store.as_ref())?;
         let rev = model.revision();
         let logs = model
             .nodes()
@@ -347,6 +369,7 @@ impl SyncHub {
                     logs,
                     subs: BTreeMap::new(),
                 }),
+                mirror: Arc::new(RwLock::new(mirror)),
                 revision: AtomicU64::new(rev),
                 follow: Mutex::new(()),
                 stop: AtomicBool::new(false),
@@ -376,6 +399,12 @@ impl SyncHub {
     /// revision); returns the hub's revision after.
     pub fn catch_up(&self) -> Result<Revision, StoreError> {
         self.inner.catch_up()
+    }
+
+    /// The hub's copy of every key under `/calico/`, at the revision it has processed (shared: it
+    /// stays current as the hub follows the store).
+    pub fn mirror(&self) -> Arc<RwLock<Mirror>> {
+        self.inner.mirror.clone()
     }
 
     /// The revision the hub has processed.

@@ -49,6 +49,12 @@ pub fn approx_size(c: &Change) -> usize {
                     .map(|h| 128 + h.name.len() + h.peers.len() * 64)
                     .sum::<usize>()
         }
+        Change::Config { config } => {
+            48 + config
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + 8)
+                .sum::<usize>()
+        }
     }
 }
 

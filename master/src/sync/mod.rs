@@ -60,6 +60,10 @@ pub struct NodeState {
     pub routes: NodeRoutes,
     /// BGP: the cluster configuration and every node (for the mesh, and this node's own peers).
     pub bgp: BgpView,
+    /// Felix's settings for this node: the cluster-wide ones (`/calico/v1/config/<Key>`), overridden
+    /// by the node's own (`/calico/v1/host/<node>/config/<Key>`).
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
 }
 
 /// The routes a node announces for its workloads.
@@ -150,6 +154,13 @@ pub enum Change {
         /// Configuration and nodes.
         bgp: BgpView,
     },
+    /// The node's effective settings, whole. A change of the cluster-wide settings comes as one of
+    /// these among the changes every node gets, followed, for a node with settings of its own, by one
+    /// with its effective map.
+    Config {
+        /// Key → value.
+        config: BTreeMap<String, String>,
+    },
 }
 
 impl NodeState {
@@ -184,6 +195,7 @@ impl NodeState {
             Change::Pools { pools } => self.pools = pools.clone(),
             Change::Routes { routes } => self.routes = routes.clone(),
             Change::Bgp { bgp } => self.bgp = bgp.clone(),
+            Change::Config { config } => self.config = config.clone(),
         }
     }
 

@@ -29,8 +29,8 @@ use crate::{
     acl::{AclCompiler, AclDelta, EndpointKey},
     ipam::Block,
     model::{
-        AsNumber, BgpConfig, BgpPeer, BgpTimers, Endpoint, Host, IpPool, IpVersion, RouteReflector,
-        Rules,
+        effective, AsNumber, BgpConfig, BgpPeer, BgpTimers, Endpoint, Host, IpPool, IpVersion,
+        RouteReflector, Rules,
     },
     store::{keys::Key, Event, EventKind, Revision},
 };
@@ -104,6 +104,10 @@ struct Touched {
     pools: Option<Vec<IpPool>>,
     bgp: bool,
     acl: BTreeMap<String, Vec<AclDelta>>,
+    /// The cluster-wide settings before the revision, if it touched them.
+    config: Option<BTreeMap<String, String>>,
+    /// Hosts whose own settings the revision touched, with their effective settings before.
+    host_config: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// The cluster as the sync hub sees it.
@@ -125,6 +129,10 @@ pub struct ClusterModel {
     global_bgp: GlobalBgp,
     hosts: BTreeMap<String, HostKeys>,
     bgp: BgpView,
+    /// Cluster-wide Felix settings.
+    config: BTreeMap<String, String>,
+    /// host → its own Felix settings (never empty).
+    host_config: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 fn text(v: &[u8]) -> String {
@@ -213,6 +221,33 @@ impl ClusterModel {
                 out.global.push(Change::Bgp {
                     bgp: self.bgp.clone(),
                 });
+            }
+        }
+        let global_config = t.config.is_some_and(|before| before != self.config);
+        if global_config {
+            out.global.push(Change::Config {
+                config: self.config.clone(),
+            });
+        }
+        // After the cluster-wide map (global changes come first), a host with settings of its own
+        // gets its effective map.
+        let mut hosts: BTreeSet<&String> = t.host_config.keys().collect();
+        if global_config {
+            hosts.extend(self.host_config.keys());
+        }
+        for host in hosts {
+            let now = self.effective_config(host);
+            // With a new cluster-wide map, the node holds that map after the global changes.
+            let push = if global_config {
+                now != self.config
+            } else {
+                t.host_config.get(host) != Some(&now)
+            };
+            if push {
+                out.nodes
+                    .entry(host.clone())
+                    .or_default()
+                    .push(Change::Config { config: now });
             }
         }
         for (node, deltas) in t.acl {
@@ -378,12 +413,36 @@ impl ClusterModel {
                 self.hosts.entry(host.clone()).or_default().route_reflector = rr;
                 self.drop_empty_host(&host);
             }
-            Key::Ready
-            | Key::Config { .. }
-            | Key::HostConfig { .. }
-            | Key::GlobalLogLevel
-            | Key::RouteReflector { .. } => {}
+            Key::Config { name } => {
+                if t.record && t.config.is_none() {
+                    t.config = Some(self.config.clone());
+                }
+                match put.then(|| config_value(key, value)).flatten() {
+                    Some(v) => self.config.insert(name, v),
+                    None => self.config.remove(&name),
+                };
+            }
+            Key::HostConfig { host, name } => {
+                if t.record && !t.host_config.contains_key(&host) {
+                    let before = self.effective_config(&host);
+                    t.host_config.insert(host.clone(), before);
+                }
+                let own = self.host_config.entry(host.clone()).or_default();
+                match put.then(|| config_value(key, value)).flatten() {
+                    Some(v) => own.insert(name, v),
+                    None => own.remove(&name),
+                };
+                if own.is_empty() {
+                    self.host_config.remove(&host);
+                }
+            }
+            Key::Ready | Key::GlobalLogLevel | Key::RouteReflector { .. } => {}
         }
+    }
+
+    /// `host`'s effective settings: the cluster-wide ones overridden by its own.
+    fn effective_config(&self, host: &str) -> BTreeMap<String, String> {
+        effective(&self.config, self.host_config.get(host))
     }
 
     fn drop_empty_host(&mut self, host: &str) {
@@ -575,8 +634,17 @@ impl ClusterModel {
             pools: self.pool_list(),
             routes: self.routes(node),
             bgp: self.bgp.clone(),
+            config: self.effective_config(node),
         }
     }
+}
+
+/// A setting's value (plain text, as the original stored it); one that is not UTF-8 counts as
+/// absent.
+fn config_value(key: &str, value: &[u8]) -> Option<String> {
+    String::from_utf8(value.to_vec())
+        .map_err(|e| warn(key, "setting", e))
+        .ok()
 }
 
 fn parse_endpoint(k: &EndpointKey, key: &str, value: &[u8]) -> Option<Endpoint> {

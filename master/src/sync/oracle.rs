@@ -21,7 +21,7 @@ use crate::{
     store::{
         keys::{
             block_prefix, host_workloads_prefix, pool_prefix, Key, BGP_AS_NUM, BGP_GLOBAL_PREFIX,
-            BGP_HOST_PREFIX, BGP_NODE_MESH, BGP_TIMERS, HOST_PREFIX, PROFILE_PREFIX,
+            BGP_HOST_PREFIX, BGP_NODE_MESH, BGP_TIMERS, CONFIG_PREFIX, HOST_PREFIX, PROFILE_PREFIX,
         },
         Store,
     },
@@ -117,7 +117,28 @@ pub(crate) fn expected(store: &dyn Store, node: &str) -> NodeState {
             host_routes: r.host_routes,
         },
         bgp: bgp_view(store),
+        config: config(store, node),
     }
+}
+
+/// `node`'s effective settings: the cluster-wide keys, then the node's own over them.
+fn config(store: &dyn Store, node: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for prefix in [
+        CONFIG_PREFIX.to_owned(),
+        format!("{HOST_PREFIX}{node}/config/"),
+    ] {
+        for kv in store.list(&prefix).unwrap().kvs {
+            let name = match Key::parse(&kv.key) {
+                Some(Key::Config { name } | Key::HostConfig { name, .. }) => name,
+                _ => continue,
+            };
+            if let Ok(v) = String::from_utf8(kv.value) {
+                out.insert(name, v);
+            }
+        }
+    }
+    out
 }
 
 fn bgp_view(store: &dyn Store) -> BgpView {

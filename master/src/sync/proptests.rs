@@ -106,8 +106,17 @@ enum Write {
     Release {
         addr: usize,
     },
+    /// A Felix setting (index into [`CONFIG_KEYS`]), cluster-wide (`host: None`) or for a host;
+    /// `value: None` deletes it.
+    Config {
+        host: Option<usize>,
+        key: usize,
+        value: Option<u8>,
+    },
     Batch(Vec<Write>),
 }
+
+const CONFIG_KEYS: [&str; 2] = ["DefaultEndpointToHostAction", "LogSeverityScreen"];
 
 fn single() -> impl Strategy<Value = Write> {
     let h = 0..HOSTS.len();
@@ -133,6 +142,8 @@ fn single() -> impl Strategy<Value = Write> {
         1 => (1..3u8, any::<bool>()).prop_map(|(peer, on)| Write::GlobalPeer { peer, on }),
         3 => (0..ADDRS.len(), h.clone()).prop_map(|(addr, host)| Write::Assign { addr, host }),
         2 => (0..ADDRS.len()).prop_map(|addr| Write::Release { addr }),
+        2 => (prop::option::of(h.clone()), 0..CONFIG_KEYS.len(), prop::option::weighted(0.7, 0..3u8))
+            .prop_map(|(host, key, value)| Write::Config { host, key, value }),
     ]
 }
 
@@ -339,6 +350,21 @@ fn ops(store: &dyn Store, w: &Write) -> Vec<Op> {
             Ok(r) => vec![block_op(r.change.after, r.change.cidr)],
             Err(_) => vec![],
         },
+        Write::Config { host, key, value } => {
+            let name = CONFIG_KEYS[*key].to_owned();
+            let key = match host {
+                Some(h) => Key::HostConfig {
+                    host: HOSTS[*h].to_owned(),
+                    name,
+                },
+                None => Key::Config { name },
+            }
+            .path();
+            vec![match value {
+                Some(v) => Op::put(key, format!("v{v}")),
+                None => Op::delete(key),
+            }]
+        }
         Write::Batch(ws) => ws.iter().flat_map(|w| ops(store, w)).collect(),
     }
 }

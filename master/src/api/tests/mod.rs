@@ -1,11 +1,19 @@
 //! API tests: a real server on 127.0.0.1 (ephemeral port) over an in-memory embedded store, driven
 //! through [`crate::client::Client`] and, for malformed requests, raw HTTP.
 //!
+//! The same suite runs against a real etcd (one server per test, see
+//! [`crate::store::etcd_server`]) with `CALICO_API_TEST_STORE=etcd cargo test -p calico-master api::`;
+//! tests that must run on both stores every time (the endpoint index, the read cache) name their
+//! backend with [`TestServer::start_with`].
+//!
 //! This file holds the harness and the cross-cutting tests (health, metrics, auth, errors, 503,
 //! shutdown); the route groups have their own files.
 
 mod bgp;
+mod cache;
 mod concurrency;
+mod config;
+mod endpoint_index;
 mod endpoints;
 mod ipam;
 mod nodes;
@@ -34,16 +42,48 @@ use super::{bind, serve, Api};
 use crate::{
     client::{Client, ClientError, Method},
     store::{
-        EmbeddedOptions, EmbeddedStore, Event, KeyValue, Listing, Revision, RevisionCallback,
-        Store, StoreError, Subscription, Txn, TxnResponse,
+        etcd_server::EtcdServer, EmbeddedOptions, EmbeddedStore, Event, KeyValue, Listing,
+        Revision, RevisionCallback, Store, StoreError, Subscription, Txn, TxnResponse,
     },
+    sync::{SyncConfig, SyncHub},
 };
 
+/// Which datastore a test server runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Backend {
+    /// The embedded store, in memory.
+    Embedded,
+    /// A real etcd started for the test.
+    Etcd,
+}
+
+impl Backend {
+    /// `CALICO_API_TEST_STORE` (`embedded`, the default, or `etcd`).
+    fn from_env() -> Backend {
+        match std::env::var("CALICO_API_TEST_STORE").as_deref() {
+            Err(_) | Ok("") | Ok("embedded") => Backend::Embedded,
+            Ok("etcd") => Backend::Etcd,
+            Ok(other) => panic!("CALICO_API_TEST_STORE={other}: use embedded or etcd"),
+        }
+    }
+}
+
 /// A store that can be switched off, answering [`StoreError::Unavailable`] like an unreachable etcd.
-#[derive(Debug)]
 pub(super) struct Switchable {
-    inner: EmbeddedStore,
+    inner: Box<dyn Store>,
     down: AtomicBool,
+    /// The etcd behind `inner`, if any (stopped when the store is dropped).
+    etcd: Option<EtcdServer>,
+}
+
+impl std::fmt::Debug for Switchable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Switchable")
+            .field("inner", &self.inner)
+            .field("down", &self.down)
+            .field("etcd", &self.etcd.as_ref().map(EtcdServer::endpoint))
+            .finish()
+    }
 }
 
 impl Switchable {
@@ -95,22 +135,74 @@ pub(super) struct TestServer {
     pub url: String,
     pub addr: std::net::SocketAddr,
     pub store: Arc<Switchable>,
+    /// The sync hub, for servers started with [`TestServer::start_with_hub`].
+    pub hub: Option<Arc<SyncHub>>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
 
 impl TestServer {
+    /// A server on the store `CALICO_API_TEST_STORE` names (the embedded store by default).
     pub async fn start(token: Option<&str>) -> TestServer {
-        let store = Arc::new(Switchable {
-            inner: EmbeddedStore::in_memory(EmbeddedOptions::default()).expect("in-memory store"),
+        Self::start_with(Backend::from_env(), token).await
+    }
+
+    /// A server on a fresh store of `backend`.
+    pub async fn start_with(backend: Backend, token: Option<&str>) -> TestServer {
+        Self::start_on(Arc::new(Self::store(backend).await), token).await
+    }
+
+    /// A fresh store of `backend`.
+    pub async fn store(backend: Backend) -> Switchable {
+        let (inner, etcd): (Box<dyn Store>, _) = match backend {
+            Backend::Embedded => (
+                Box::new(
+                    EmbeddedStore::in_memory(EmbeddedOptions::default()).expect("in-memory store"),
+                ),
+                None,
+            ),
+            Backend::Etcd => {
+                let (server, store) = tokio::task::spawn_blocking(|| {
+                    let server = EtcdServer::start();
+                    let store = server.store();
+                    (server, store)
+                })
+                .await
+                .expect("starting etcd");
+                (Box::new(store), Some(server))
+            }
+        };
+        Switchable {
+            inner,
             down: AtomicBool::new(false),
-        });
-        Self::start_on(store, token).await
+            etcd,
+        }
     }
 
     /// A second master on the same store (as two masters on one etcd).
     pub async fn start_on(store: Arc<Switchable>, token: Option<&str>) -> TestServer {
-        let api = Arc::new(Api::new(store.clone(), token.map(str::to_owned)));
+        let api = Api::new(store.clone(), token.map(str::to_owned));
+        Self::serve(store, api, None).await
+    }
+
+    /// A master with a sync hub on `store`, as `calicoctl master run` starts it (the API then
+    /// answers reads from the hub's cache while the store is unreachable).
+    pub async fn start_with_hub(store: Arc<Switchable>) -> TestServer {
+        let cfg = SyncConfig {
+            poll: Duration::from_millis(20),
+            ..SyncConfig::default()
+        };
+        let s: Arc<dyn Store> = store.clone();
+        let hub = tokio::task::spawn_blocking(move || SyncHub::start(s, cfg))
+            .await
+            .expect("join")
+            .expect("hub");
+        let api = Api::new(store.clone(), None).with_sync(hub.clone());
+        Self::serve(store, api, Some(hub)).await
+    }
+
+    async fn serve(store: Arc<Switchable>, api: Api, hub: Option<Arc<SyncHub>>) -> TestServer {
+        let api = Arc::new(api);
         let listeners = bind(&["127.0.0.1:0".parse().expect("addr")])
             .await
             .expect("bind");
@@ -127,6 +219,7 @@ impl TestServer {
             url: format!("http://{addr}"),
             addr,
             store,
+            hub,
             stop: Some(tx),
             task: Some(task),
         }
@@ -153,6 +246,11 @@ impl TestServer {
                 .await
                 .expect("server stops within 10 s")
                 .expect("server task");
+        }
+        if let Some(hub) = self.hub.take() {
+            tokio::task::spawn_blocking(move || hub.shutdown())
+                .await
+                .expect("hub stops");
         }
     }
 }
@@ -217,7 +315,9 @@ async fn healthz_and_metrics() {
     let c = srv.client();
     let h = c.get("/healthz").await.expect("healthz");
     assert_eq!(h["status"], "ok");
-    assert_eq!(h["revision"], 0);
+    // 0 on a fresh embedded store, 1 on a fresh etcd.
+    let r0 = h["revision"].as_u64().expect("revision");
+    assert!(r0 <= 1, "{h}");
     c.post("/v1/pools", &json!({"cidr": "10.65.0.0/16"}))
         .await
         .expect("add pool");
@@ -233,7 +333,10 @@ async fn healthz_and_metrics() {
         ),
         "{text}"
     );
-    assert!(text.contains("calico_master_store_revision 1\n"), "{text}");
+    assert!(
+        text.contains(&format!("calico_master_store_revision {}\n", r0 + 1)),
+        "{text}"
+    );
     srv.stop().await;
 }
 
