@@ -62,6 +62,9 @@ pub fn render(report: &Value, now: u64) -> String {
         ),
         None => format!("Node {node}: {state} (no status reported yet)\n"),
     };
+    for e in items(&report["felix"]["errors"]) {
+        text.push_str(&format!("Felix refused: {}\n", e.as_str().unwrap_or("?")));
+    }
     let rows: Vec<_> = items(&report["bgp"])
         .iter()
         .map(|s| {
@@ -163,5 +166,13 @@ mod tests {
             "{text}"
         );
         assert_eq!(protocol_name("global", "fd00::1"), "Global_fd00__1");
+        let r = json!({"node": "h1", "state": "running", "reported_at": 100,
+            "felix": {"programmed": 0, "failed": 0, "errors": ["pool 10.65.0.0/16 asks for IPIP, but…"]},
+            "bgp": []});
+        assert!(
+            render(&r, 105).contains("\nFelix refused: pool 10.65.0.0/16 asks for IPIP, but…\n"),
+            "{}",
+            render(&r, 105)
+        );
     }
 }

@@ -74,6 +74,8 @@ struct FelixReport {
     synced: bool,
     programmed: usize,
     failed: usize,
+    /// What Felix refused and why (e.g. an IPIP pool on a kernel without IPIP).
+    errors: Vec<String>,
 }
 
 /// What the tasks share.
@@ -332,7 +334,13 @@ fn felix_thread(
     loop {
         if let Some(state) = pending.take() {
             let want = desired::desired(&state, base.clone());
+            let refused_before = felix.refused_pools().clone();
             felix.set_config(want.config.clone());
+            if *felix.refused_pools() != refused_before {
+                for message in felix.refused_pools().values() {
+                    tracing::error!("{message}");
+                }
+            }
             let changes = desired::changes(felix.state(), &want);
             let now = Instant::now();
             match felix.apply(&changes, now) {
@@ -402,6 +410,7 @@ fn set_felix(shared: &Shared, felix: &Felix, synced: bool) {
             synced,
             programmed,
             failed,
+            errors: felix.refused_pools().values().cloned().collect(),
         };
     }
 }
@@ -570,7 +579,7 @@ async fn status_report(opts: &NodeOptions, shared: &Shared) -> Value {
         .collect();
     json!({
         "state": state,
-        "felix": {"programmed": felix.programmed, "failed": felix.failed, "version": env!("CARGO_PKG_VERSION")},
+        "felix": {"programmed": felix.programmed, "failed": felix.failed, "errors": felix.errors, "version": env!("CARGO_PKG_VERSION")},
         "bgp": bgp,
     })
 }

@@ -28,6 +28,26 @@ pub fn desired(state: &NodeState, mut config: Config) -> DesiredState {
             nat_outgoing: p.nat_outgoing,
         })
         .collect();
+    // The cluster config (`calicoctl config set DefaultEndpointToHostAction ACCEPT [--host H]`); the
+    // master validated the value, and anything else keeps the node's own setting.
+    match state
+        .config
+        .get("DefaultEndpointToHostAction")
+        .map(|v| v.to_ascii_uppercase())
+        .as_deref()
+    {
+        Some("DROP") => config.endpoint_to_host = felix::EndpointToHost::Drop,
+        Some("ACCEPT") => config.endpoint_to_host = felix::EndpointToHost::Accept,
+        Some("RETURN") => config.endpoint_to_host = felix::EndpointToHost::Return,
+        _ => {}
+    }
+    // Felix checks the kernel and refuses these on one without IPIP (the node reports why).
+    config.ipip_pools = state
+        .pools
+        .iter()
+        .filter(|p| !p.disabled && p.ipip)
+        .map(|p| p.cidr)
+        .collect();
     let endpoints = state
         .endpoints
         .values()
@@ -245,6 +265,22 @@ mod tests {
         assert_eq!(d.tags["tweb"].ipv4.len(), 1);
         assert_eq!(d.tags["tweb"].ipv6.len(), 1);
         assert!(d.config.pools[0].nat_outgoing);
+        assert!(d.config.ipip_pools.is_empty());
+        assert_eq!(d.config.endpoint_to_host, felix::EndpointToHost::Drop);
+        let mut s = state();
+        s.config
+            .insert("DefaultEndpointToHostAction".into(), "ACCEPT".into());
+        assert_eq!(
+            desired(&s, Config::default()).config.endpoint_to_host,
+            felix::EndpointToHost::Accept,
+            "the cluster config reaches Felix"
+        );
+        s.pools[0].ipip = true;
+        assert_eq!(
+            desired(&s, Config::default()).config.ipip_pools,
+            vec!["10.65.0.0/16".parse::<IpNet>().unwrap()],
+            "Felix is told which pools ask for IPIP (it refuses them here)"
+        );
     }
 
     #[test]

@@ -23,8 +23,8 @@ use super::{bgp, endpoints, ipam, ApiError, CAS_RETRIES};
 use crate::{
     model::{validate_hostname, AsNumber, Host, IpVersion, RouteReflector},
     store::{
-        keys::{host_bgp_prefix, Key, BGP_HOST_PREFIX, HOST_PREFIX},
-        Compare, Op, Store, Txn,
+        keys::{endpoint_index_key, host_bgp_prefix, Key, BGP_HOST_PREFIX, HOST_PREFIX},
+        Compare, Op, OpResult, Store, Txn,
     },
 };
 
@@ -324,12 +324,29 @@ pub(crate) fn remove(
     for (ep, kv) in &eps {
         endpoints::delete_and_release(store, ipam_lock, ep, kv.mod_revision)?;
     }
-    store.txn(
+    let resp = store.txn(
         Txn::new()
             .and_then(Op::delete_prefix(host_bgp_prefix(name)))
             .and_then(Op::delete_prefix(format!("{HOST_PREFIX}{name}/")))
             .and_then(Op::delete(status_key(name))),
     )?;
+    // Endpoints registered since the listing above went with the prefix: drop their index entries
+    // (each only while it still names the endpoint removed).
+    for r in resp.results {
+        let OpResult::Delete { deleted } = r else {
+            continue;
+        };
+        for kv in deleted {
+            if let Some(Key::Endpoint(k)) = Key::parse(&kv.key) {
+                let entry = endpoint_index_key(&k.endpoint_id);
+                store.txn(
+                    Txn::new()
+                        .when(Compare::value(&entry, kv.key.as_bytes()))
+                        .and_then(Op::delete(entry)),
+                )?;
+            }
+        }
+    }
     let _guard = ipam::lock(ipam_lock);
     for _ in 0..CAS_RETRIES {
         let loaded = ipam::load(store)?;
@@ -587,7 +604,7 @@ fn opt_str(obj: &Map<String, Value>, f: &str, ctx: &str) -> Result<Value, ApiErr
 }
 
 /// `PUT /v1/nodes/<name>/status`: a node's report, normalised and stamped.
-/// `{"state"?, "felix": {"programmed","failed","version"?}, "bgp": [{"peer","asn","type","state","since",
+/// `{"state"?, "felix": {"programmed","failed","errors"?,"version"?}, "bgp": [{"peer","asn","type","state","since",
 /// "routes_received","routes_accepted","routes_advertised"}]}`; type is mesh, global or node.
 pub(crate) fn put_status(store: &dyn Store, name: &str, body: &Value) -> Result<Value, ApiError> {
     get_host(store, name)?;
@@ -609,9 +626,20 @@ pub(crate) fn put_status(store: &dyn Store, name: &str, body: &Value) -> Result<
         Some(Value::Object(f)) => f,
         Some(_) => return Err(ApiError::bad_request("felix", "must be an object")),
     };
+    let errors = match felix.get("errors") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(l)) if l.iter().all(Value::is_string) => l.clone(),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "errors",
+                "felix.errors must be a list of messages",
+            ))
+        }
+    };
     let felix = json!({
         "programmed": count(felix, "programmed", "felix")?,
         "failed": count(felix, "failed", "felix")?,
+        "errors": errors,
         "version": opt_str(felix, "version", "felix")?,
     });
     let mut sessions = Vec::new();

@@ -160,11 +160,43 @@ async fn global_peers() {
     assert!(upd["message"].as_str().unwrap_or("").starts_with("Updated"));
     assert_eq!(
         c.get("/v1/bgp/peers?version=4").await.expect("v4"),
-        json!([{"ip": "172.17.8.200", "as_num": 64515}])
+        json!([{"ip": "172.17.8.200", "as_num": 64515, "md5": false}])
     );
+    // An MD5 key is stored but never shown.
+    let signed = c
+        .post(
+            "/v1/bgp/peers",
+            &json!({"ip": "172.17.8.200", "as_num": 64515, "password": "s3cret"}),
+        )
+        .await
+        .expect("md5");
+    assert_eq!(signed["peer"]["md5"], true);
+    let listed = c.get("/v1/bgp/peers?version=4").await.expect("v4");
+    assert_eq!(
+        listed,
+        json!([{"ip": "172.17.8.200", "as_num": 64515, "md5": true}])
+    );
+    for (bad, why) in [
+        (json!(""), "printable"),
+        (json!("a\tb"), "printable"),
+        (json!(7), "string"),
+    ] {
+        let (e, field) = api_err(
+            c.post(
+                "/v1/bgp/peers",
+                &json!({"ip": "172.17.8.201", "as_num": 1, "password": bad}),
+            )
+            .await,
+            400,
+        );
+        assert!(
+            e.contains(why) && field.as_deref() == Some("password"),
+            "{e} / {field:?}"
+        );
+    }
     assert_eq!(
         c.get("/v1/bgp/peers?version=6").await.expect("v6"),
-        json!([{"ip": "fd00::1", "as_num": 64514, "hold_time": 9}])
+        json!([{"ip": "fd00::1", "as_num": 64514, "hold_time": 9, "md5": false}])
     );
     assert_eq!(
         c.get("/v1/bgp/peers")

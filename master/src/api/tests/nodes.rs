@@ -125,7 +125,7 @@ async fn node_peers() {
     .expect("add v6");
     assert_eq!(
         c.get("/v1/nodes/h1/peers?version=6").await.expect("v6"),
-        json!([{"ip": "2001:db8::1", "as_num": 65001}])
+        json!([{"ip": "2001:db8::1", "as_num": 65001, "md5": false}])
     );
     assert_eq!(
         c.get("/v1/nodes/h1").await.expect("node")["peers"]
@@ -355,7 +355,7 @@ async fn status_reports() {
     assert_eq!(s["state"], "running");
     assert_eq!(
         s["felix"],
-        json!({"programmed": 3, "failed": 1, "version": "0.1.0"})
+        json!({"programmed": 3, "failed": 1, "errors": [], "version": "0.1.0"})
     );
     assert_eq!(s["bgp"][0]["peer"], "172.17.8.102");
     assert_eq!(s["bgp"][0]["routes_advertised"], 1);
