@@ -106,8 +106,8 @@ async fn start_master(store: Arc<dyn Store>, with_hub: bool) -> Result<Master> {
 
 impl Master {
     fn client(&self) -> Result<Client> {
-        // Creating an endpoint scans every endpoint (the API's id-uniqueness check), so requests get
-        // slow as the cluster grows; give them time rather than fail the run.
+        // A 10,000-endpoint snapshot and hundreds of registrations on a loaded machine can take long;
+        // give requests time rather than fail the run.
         Ok(Client::new(&[&self.url], None)?.with_timeout(Duration::from_secs(600)))
     }
 
