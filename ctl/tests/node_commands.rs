@@ -211,7 +211,7 @@ fn status_and_diags() {
     assert_eq!(j["state"], "running");
     assert_eq!(
         j["felix"],
-        json!({"programmed": 2, "failed": 0, "version": null})
+        json!({"programmed": 2, "failed": 0, "errors": [], "version": null})
     );
     assert_eq!(j["bgp"][1]["type"], "node");
     let all = m.ctl(&["status", "-o", "json"]).json();
@@ -279,6 +279,12 @@ fn status_and_diags() {
         serde_json::from_str(&std::fs::read_to_string(root.join("status.json")).expect("status"))
             .expect("json");
     assert_eq!(status[0]["felix"]["programmed"], 2);
+    // This host's dataplane: the routes of both families (every host has a local table).
+    for f in ["host/routes-v4.txt", "host/routes-v6.txt"] {
+        let routes = std::fs::read_to_string(root.join(f)).expect(f);
+        assert!(routes.contains("table local"), "{f}: {routes}");
+    }
+    assert!(root.join("host/links.txt").exists());
     let j = m
         .ctl(&[
             "diags",

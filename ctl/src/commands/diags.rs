@@ -3,7 +3,9 @@
 //! Collects, into a temporary directory: `datastore.json` (every key under `/calico/`, from the master's
 //! `/v1/dump`), `nodes.json` (`/v1/nodes?detailed=true`, and each node's status in `status.json`),
 //! `versions.json` (calicoctl's, the master's and its store revision), `metrics.txt` (the master's
-//! `/metrics`), and every readable file of the log directory (default `/var/log/calico`, skipped with a
+//! `/metrics`), this host's dataplane under `host/` (routes of both families with their protocols,
+//! neighbours, links, the nftables ruleset with Felix's table, iptables-save for the FORWARD accept
+//! rule; a command that is missing or fails leaves a note), and every readable file of the log directory (default `/var/log/calico`, skipped with a
 //! note when absent). Then `tar -czf PATH` (the system's tar), removes the directory and prints where
 //! the tarball is. Inputs: the options and the master. Output: the tarball and its path.
 
@@ -60,6 +62,43 @@ fn copy_logs(from: &Path, to: &Path) -> anyhow::Result<Vec<String>> {
     Ok(notes)
 }
 
+/// What this host's kernel holds, one file per command: (file, argv).
+const HOST_COMMANDS: &[(&str, &[&str])] = &[
+    (
+        "routes-v4.txt",
+        &["ip", "-4", "route", "show", "table", "all"],
+    ),
+    (
+        "routes-v6.txt",
+        &["ip", "-6", "route", "show", "table", "all"],
+    ),
+    ("neighbours.txt", &["ip", "neigh", "show"]),
+    ("links.txt", &["ip", "-d", "link", "show"]),
+    ("addresses.txt", &["ip", "addr", "show"]),
+    ("nftables.txt", &["nft", "list", "ruleset"]),
+    ("iptables.txt", &["iptables-save"]),
+    ("ip6tables.txt", &["ip6tables-save"]),
+];
+
+/// Runs [`HOST_COMMANDS`] into `to`; the notes say which could not run.
+fn host_dataplane(to: &Path) -> anyhow::Result<Vec<String>> {
+    std::fs::create_dir_all(to)?;
+    let mut notes = Vec::new();
+    for (file, argv) in HOST_COMMANDS {
+        match Command::new(argv[0]).args(&argv[1..]).output() {
+            Ok(out) if out.status.success() => std::fs::write(to.join(file), &out.stdout)?,
+            Ok(out) => notes.push(format!(
+                "`{}` failed ({}): {}",
+                argv.join(" "),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )),
+            Err(e) => notes.push(format!("`{}` could not run: {e}", argv.join(" "))),
+        }
+    }
+    Ok(notes)
+}
+
 pub fn run(global: &GlobalOpts, args: &DiagsArgs) -> anyhow::Result<()> {
     let c = client(global)?;
     let dump = c.get("/v1/dump")?;
@@ -91,7 +130,8 @@ pub fn run(global: &GlobalOpts, args: &DiagsArgs) -> anyhow::Result<()> {
                     "revision": dump["revision"], "masters": global.master, "health": health}),
         )?;
         std::fs::write(dir.join("metrics.txt"), metrics.as_str().unwrap_or(""))?;
-        let notes = copy_logs(&args.log_dir, &dir.join("logs"))?;
+        let mut notes = host_dataplane(&dir.join("host"))?;
+        notes.extend(copy_logs(&args.log_dir, &dir.join("logs"))?);
         std::fs::write(dir.join("NOTES.txt"), notes.join("\n") + "\n")?;
         let out = match &args.output_file {
             Some(p) => p.clone(),
