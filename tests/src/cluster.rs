@@ -125,6 +125,20 @@ impl<'a> Cluster<'a> {
             .timeout(Duration::from_secs(30))
     }
 
+    /// Short BGP timers for every session (hold 9 s, graceful restart 30 s), so faults play out quickly.
+    pub fn short_bgp_timers(&self) -> Result<()> {
+        self.ctl(&[
+            "bgp",
+            "timers",
+            "--hold-time",
+            "9",
+            "--graceful-restart-time",
+            "30",
+        ])
+        .run()?;
+        Ok(())
+    }
+
     /// `calicoctl -o json args…`, parsed; fails when the command fails.
     pub fn ctl_json(&self, args: &[&str]) -> Result<Value> {
         let mut a = vec!["-o", "json"];

@@ -14,27 +14,13 @@ use calico_lab::procs::Daemon;
 use calico_lab::wait::wait_until;
 use calico_lab::{lab_bin, Lab, Place};
 
-/// Short timers so the faults play out quickly (hold 9 s, graceful restart 30 s).
-fn short_timers(c: &Cluster) -> Result<()> {
-    c.ctl(&[
-        "bgp",
-        "timers",
-        "--hold-time",
-        "9",
-        "--graceful-restart-time",
-        "30",
-    ])
-    .run()?;
-    Ok(())
-}
-
 fn setup(lab: &Lab) -> Result<Cluster<'_>> {
     setup_on(lab, Datastore::Embedded)
 }
 
 fn setup_on<'a>(lab: &'a Lab, store: Datastore<'_>) -> Result<Cluster<'a>> {
     let mut c = Cluster::start(lab, store)?;
-    short_timers(&c)?;
+    c.short_bgp_timers()?;
     c.add_pools_and_profiles()?;
     c.start_all_nodes(&[])?;
     for h in lab.hosts() {

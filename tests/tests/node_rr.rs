@@ -134,15 +134,7 @@ fn a_node_reflects_routes_between_its_clients() -> Result<()> {
             lab.host(3).clone(),
         );
         let mut c = Cluster::start(lab, Datastore::Embedded)?;
-        c.ctl(&[
-            "bgp",
-            "timers",
-            "--hold-time",
-            "9",
-            "--graceful-restart-time",
-            "30",
-        ])
-        .run()?;
+        c.short_bgp_timers()?;
         c.ctl(&["bgp", "node-mesh", "off"]).run()?;
         c.add_pools_and_profiles()?;
         c.start_all_nodes(&[])?;

@@ -105,15 +105,7 @@ fn tor_scenario(name: &str, peering: Peering) -> Result<()> {
         let (h1, h2) = (lab.host(1).clone(), lab.host(2).clone());
         let plan = lab.plan();
         let mut c = Cluster::start(lab, Datastore::Embedded)?;
-        c.ctl(&[
-            "bgp",
-            "timers",
-            "--hold-time",
-            "9",
-            "--graceful-restart-time",
-            "30",
-        ])
-        .run()?;
+        c.short_bgp_timers()?;
         c.ctl(&["bgp", "node-mesh", "off"]).run()?;
         c.add_pools_and_profiles()?;
         let tor = Bird::start(

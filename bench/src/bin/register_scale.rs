@@ -32,16 +32,17 @@ use std::{
 use anyhow::{anyhow, bail, Context, Result};
 use calico_lab::Lab;
 use calico_master::{
-    api::{bind, serve, Api},
     client::Client,
     ipam::{IpamState, Owner},
     model::IpPool,
     store::{EmbeddedOptions, EmbeddedStore, EtcdOptions, EtcdStore, Op, Store, Txn},
-    sync::{SyncConfig, SyncHub},
 };
 use clap::{Parser, ValueEnum};
 use serde_json::json;
-use tokio::sync::oneshot;
+
+#[path = "../master.rs"]
+mod master;
+use master::start_master;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Backend {
@@ -107,53 +108,6 @@ fn placement(k: usize, hosts: usize, per_host: usize) -> (String, Ipv4Addr) {
     let stride = (per_host + 1).next_multiple_of(64);
     let base = u32::from(Ipv4Addr::new(10, 96, 0, 0));
     (host(n), Ipv4Addr::from(base + (n * stride + j + 1) as u32))
-}
-
-struct Master {
-    url: String,
-    hub: Arc<SyncHub>,
-    stop: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-async fn start_master(store: Arc<dyn Store>) -> Result<Master> {
-    let s = store.clone();
-    let hub = tokio::task::spawn_blocking(move || SyncHub::start(s, SyncConfig::default()))
-        .await?
-        .context("starting the sync hub")?;
-    let api = Api::new(store, None).with_sync(hub.clone());
-    let listeners = bind(&["127.0.0.1:0".parse()?]).await?;
-    let url = format!("http://{}", listeners[0].local_addr()?);
-    let (stop, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        if let Err(e) = serve(listeners, Arc::new(api), async {
-            let _ = rx.await;
-        })
-        .await
-        {
-            eprintln!("serve: {e}");
-        }
-    });
-    Ok(Master {
-        url,
-        hub,
-        stop,
-        task,
-    })
-}
-
-impl Master {
-    fn client(&self) -> Result<Client> {
-        Ok(Client::new(&[&self.url], None)?.with_timeout(Duration::from_secs(600)))
-    }
-
-    async fn stop(self) -> Result<()> {
-        let _ = self.stop.send(());
-        self.task.await?;
-        let hub = self.hub;
-        tokio::task::spawn_blocking(move || hub.shutdown()).await?;
-        Ok(())
-    }
 }
 
 /// Pool, profile and nodes through the API; then every endpoint's address assigned straight into the
@@ -349,7 +303,7 @@ where
 {
     for &clients in &args.clients {
         let store = tokio::task::block_in_place(&mut fresh)?;
-        let master = start_master(store.clone()).await?;
+        let master = start_master(store.clone(), true).await?;
         let c = master.client()?;
         setup(&c, store, args).await?;
         let run = register(&c, args, clients).await?;

@@ -27,16 +27,17 @@ use std::{
 use anyhow::{anyhow, bail, Context, Result};
 use calico_master::{
     acl::AclDelta,
-    api::{bind, serve, Api},
     client::Client,
     ipam::{IpamState, Owner},
     model::{Endpoint, EndpointState, IpPool, Rules},
     store::{keys::Key, EmbeddedOptions, EmbeddedStore, Op, Store, Txn},
-    sync::{Change, SyncConfig, SyncHub, SyncMessage},
+    sync::{Change, SyncMessage},
 };
 use clap::Parser;
+#[path = "../master.rs"]
+mod master;
+use master::start_master;
 use serde_json::json;
-use tokio::sync::oneshot;
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -64,61 +65,6 @@ fn open_store(file: bool, dir: &tempfile::TempDir) -> Result<Arc<dyn Store>> {
     } else {
         Arc::new(EmbeddedStore::in_memory(opts)?)
     })
-}
-
-struct Master {
-    url: String,
-    hub: Option<Arc<SyncHub>>,
-    stop: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-async fn start_master(store: Arc<dyn Store>, with_hub: bool) -> Result<Master> {
-    let hub = if with_hub {
-        let s = store.clone();
-        Some(tokio::task::spawn_blocking(move || SyncHub::start(s, SyncConfig::default())).await??)
-    } else {
-        None
-    };
-    let mut api = Api::new(store, None);
-    if let Some(h) = &hub {
-        api = api.with_sync(h.clone());
-    }
-    let listeners = bind(&["127.0.0.1:0".parse()?]).await?;
-    let url = format!("http://{}", listeners[0].local_addr()?);
-    let (stop, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        if let Err(e) = serve(listeners, Arc::new(api), async {
-            let _ = rx.await;
-        })
-        .await
-        {
-            eprintln!("serve: {e}");
-        }
-    });
-    Ok(Master {
-        url,
-        hub,
-        stop,
-        task,
-    })
-}
-
-impl Master {
-    fn client(&self) -> Result<Client> {
-        // A 10,000-endpoint snapshot and hundreds of registrations on a loaded machine can take long;
-        // give requests time rather than fail the run.
-        Ok(Client::new(&[&self.url], None)?.with_timeout(Duration::from_secs(600)))
-    }
-
-    async fn stop(self) -> Result<()> {
-        let _ = self.stop.send(());
-        self.task.await?;
-        if let Some(h) = self.hub {
-            tokio::task::spawn_blocking(move || h.shutdown()).await?;
-        }
-        Ok(())
-    }
 }
 
 fn rules_value(name: &str) -> serde_json::Value {
