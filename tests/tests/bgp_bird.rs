@@ -510,3 +510,63 @@ fn the_hold_timer_expires_when_packets_are_dropped() -> Result<()> {
         Ok(())
     })
 }
+
+/// eBGP multihop: our speaker in subnet A and BIRD in subnet B, two hops apart through the ToR. Each
+/// learns the other's route with the far peer as BGP next hop, which its kernel cannot reach directly:
+/// ours resolves it recursively to the ToR on its subnet (as BIRD does with `gateway recursive`).
+#[test]
+fn ebgp_multihop_through_the_tor_resolves_next_hops_recursively() -> Result<()> {
+    preflight()?;
+    Lab::builder("bgpbirdmh")
+        .hosts(1)
+        .hosts_behind_tor(1)
+        .run(|lab| {
+            let (h1, h2) = (lab.host(1), lab.host(2));
+            let (a1, a2) = (h1.ip.to_string(), h2.ip.to_string());
+            let plan = lab.plan();
+            let tor_a = plan.tor_v4(calico_lab::Subnet::A).to_string();
+            let tor_b = plan.tor_v4(calico_lab::Subnet::B).to_string();
+            // BIRD resolves the far next hop through its own table: give it the route to subnet A
+            // (the kernel's, as a static), and announce only the 10.65 routes.
+            let conf = format!(
+                "{}protocol static s4 {{ ipv4; route 10.65.2.0/24 blackhole; route {} via {tor_b}; }}\n{}",
+                bird_head(&a2),
+                plan.v4_net(calico_lab::Subnet::A),
+                bird_bgp(
+                    "ours",
+                    &a2,
+                    THEIRS,
+                    &a1,
+                    OURS,
+                    "ipv4 { import all; export where net ~ [ 10.65.0.0/16+ ]; };",
+                    "multihop 2;"
+                )
+            );
+            let bird = Bird::start(lab, h2, "bird", &conf)?;
+            let ours = Ours::start(
+                lab,
+                h1,
+                "ours",
+                &[
+                    "--asn",
+                    "65001",
+                    "--router-id",
+                    &a1,
+                    "--peer",
+                    &format!("{a2},as=65002,hold=9,multihop=2"),
+                    "--announce",
+                    "10.65.1.0/24",
+                ],
+            )?;
+            ours.wait_established(&a2)?;
+            bird.wait_established("ours")?;
+            wait_kernel(h1, "10.65.2.0/24", &[&format!("via {tor_a}"), "proto bgp"])?;
+            wait_kernel(h2, "10.65.1.0/24", &[&format!("via {tor_b}")])?;
+            let peer = ours.peer(&a2)?;
+            ensure!(
+                peer["routes_accepted"] == 1 && peer["routes_advertised"] == 1,
+                "{peer}"
+            );
+            Ok(())
+        })
+}
