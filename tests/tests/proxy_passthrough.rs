@@ -171,7 +171,7 @@ fn the_docker_cli_works_through_the_proxy_as_direct() -> Result<()> {
                 "--filter",
                 "label=calico-lab=proxy",
                 "--format",
-                "{{.Names}} {{.Status}}",
+                "{{.Names}} {{.State}}",
             ],
             None,
         )?;
