@@ -27,9 +27,10 @@ use super::table::{PeerState, Rib};
 use super::{Changes, RouteAttrs, Source};
 use crate::wire::{community, AfiSafi, AsPath, AsSegment, Nlri, Prefix, SegmentType};
 
-/// Transformed attributes per (source attributes, source, target, export rule, family) within one batch.
-/// The source `Arc` is kept in the value so its address cannot be reused while the cache lives.
-type CacheKey = (usize, Source, IpAddr, Option<usize>, AfiSafi);
+/// Transformed attributes per (source attributes, source peer slot, target, export rule, family) within one
+/// batch. The source `Arc` is kept in the value so its address cannot be reused while the cache lives; slots
+/// are not reused within a batch (a peer is removed, and its slot freed, before the batch is finished).
+type CacheKey = (usize, u32, IpAddr, Option<usize>, AfiSafi);
 
 /// The export cache of one batch.
 #[derive(Debug, Default)]
@@ -123,18 +124,18 @@ pub(super) fn export_prefix(
             desired.reserve_exact(n);
             for p in &dest.paths[..n] {
                 let rule = first_match(&tp.cfg.policy.export, prefix, &p.attrs);
-                let key = (
-                    Arc::as_ptr(&p.attrs) as usize,
-                    p.source,
-                    target,
-                    rule,
-                    family,
-                );
+                let key = (Arc::as_ptr(&p.attrs) as usize, p.peer, target, rule, family);
                 let exported = match cache.0.get(&key) {
                     Some((_, a)) => a.clone(),
                     None => {
                         let a = export_route(
-                            &rib.cfg, &rib.peers, tp, p.source, &p.attrs, family, rule,
+                            &rib.cfg,
+                            &rib.peers,
+                            tp,
+                            rib.source(p),
+                            &p.attrs,
+                            family,
+                            rule,
                         )
                         .map(|ra| rib.table.intern(ra));
                         cache.0.insert(key, (Arc::clone(&p.attrs), a.clone()));

@@ -1,7 +1,8 @@
 //! The RIBs, the decision process and export: pure, no I/O.
 //!
-//! Role: hold what every peer sent (Adj-RIB-In, after import policy), pick the best path and the ECMP set of
-//! every prefix (Loc-RIB, RFC 4271 §9.1 with RFC 4456 tie-breaks), and compute what each peer must be sent
+//! Role: hold what every peer sent (Adj-RIB-In, after import policy: the paths of the Loc-RIB), pick the best
+//! path and the ECMP set of every prefix (Loc-RIB, RFC 4271 §9.1 with RFC 4456 tie-breaks), and compute what
+//! each peer must be sent
 //! (Adj-RIB-Out, RFC 4271 §9.2 with route reflection, communities, AS4 translation and per-peer policy).
 //!
 //! Inputs (methods of [`Rib`]): peers added and removed with their [`PeerConfig`], sessions going up
@@ -13,20 +14,25 @@
 //! `calico-bgp routes` and `status` ([`Rib::routes`], [`Rib::counters`]).
 //!
 //! Layout: `intern` (the attribute table), `hash` (a fast hasher for the tables), `peer` (configuration and
-//! session facts), `decision` (§9.1), `policy` (filters and actions), `as4` (RFC 6793 §4.2), `table` (the
-//! [`Rib`] and its inputs), `export` (what each peer gets), `query` (read-only views).
+//! session facts), `decision` (§9.1), `policy` (filters and actions), `as4` (RFC 6793 §4.2), `dest` (one
+//! prefix's paths, compactly), `table` (the [`Rib`] and its inputs), `export` (what each peer gets), `query`
+//! (read-only views).
 //!
-//! Memory: attribute sets are interned ([`intern::AttrTable`]), so a route costs its keys and pointers:
-//! about 150 bytes per /32 from one peer (Adj-RIB-In + Loc-RIB), plus about 75 per peer it is advertised to.
+//! Memory: attribute sets are interned ([`intern::AttrTable`]) and an accepted route is held once, as a Loc-RIB
+//! path stored inline in its hash table entry (`loc`, `dest`), so an IPv4 prefix with one path costs one 40-byte
+//! entry (about 54 bytes with the table's control bytes and spare capacity; IPv6 56 and about 75), plus about
+//! 80 per peer it is advertised to (its Adj-RIB-Out).
 //! The owner's duties: send End-of-RIB after a session's initial export, tear a session down on
 //! [`RibEvent::MaxPrefixExceeded`] with [`MaxPrefixAction::TearDown`], and run the restart timer of
 //! [`Rib::peer_down`] with `graceful`.
 
 pub mod as4;
 pub mod decision;
+mod dest;
 mod export;
 pub mod hash;
 pub mod intern;
+mod loc;
 pub mod peer;
 pub mod policy;
 mod query;

@@ -7,8 +7,10 @@ use std::mem::size_of;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use super::dest::{Dest, Paths};
+use super::loc::table_bytes;
 use super::peer::Counters;
-use super::table::{Dest, InEntry, Path, Rib};
+use super::table::Rib;
 use super::{RibError, RouteAttrs, Source};
 use crate::wire::{NextHop, Prefix};
 
@@ -69,14 +71,6 @@ impl RouteView {
 
 impl Rib {
     fn view(&self, prefix: &Prefix, dest: &Dest) -> RouteView {
-        let stale = |p: &Path| match p.source {
-            Source::Local => false,
-            Source::Peer(a) => self
-                .peers
-                .get(&a)
-                .and_then(|s| s.adj_in.get(&(*prefix, p.path_id)))
-                .is_some_and(|e: &InEntry| e.stale),
-        };
         RouteView {
             prefix: *prefix,
             paths: dest
@@ -84,12 +78,12 @@ impl Rib {
                 .iter()
                 .enumerate()
                 .map(|(i, p)| PathView {
-                    source: p.source,
+                    source: self.source(p),
                     path_id: p.path_id,
                     attrs: Arc::clone(&p.attrs),
                     best: i == 0 && dest.selected > 0,
                     multipath: i < dest.selected as usize,
-                    stale: stale(p),
+                    stale: p.stale,
                 })
                 .collect(),
         }
@@ -97,7 +91,7 @@ impl Rib {
 
     /// The whole Loc-RIB, sorted by prefix.
     pub fn routes(&self) -> Vec<RouteView> {
-        let mut v: Vec<RouteView> = self.loc.iter().map(|(p, d)| self.view(p, d)).collect();
+        let mut v: Vec<RouteView> = self.loc.iter().map(|(p, d)| self.view(&p, d)).collect();
         v.sort_by_key(|r| r.prefix);
         v
     }
@@ -121,26 +115,34 @@ impl Rib {
     pub fn counters(&self, peer: IpAddr) -> Result<Counters, RibError> {
         let p = self.peers.get(&peer).ok_or(RibError::UnknownPeer(peer))?;
         Ok(Counters {
-            received: p.adj_in.len() + p.filtered.len(),
-            accepted: p.adj_in.len(),
+            received: p.accepted + p.filtered.len(),
+            accepted: p.accepted,
             advertised: p.adj_out.values().map(Vec::len).sum(),
             stale: p.stale,
         })
     }
 
-    /// What a peer sent us (after import policy), sorted by prefix and path id.
+    /// What a peer sent us (after import policy), sorted by prefix and path id: its paths in the Loc-RIB.
     pub fn adj_rib_in(&self, peer: IpAddr) -> Result<Vec<AdjEntry>, RibError> {
-        let p = self.peers.get(&peer).ok_or(RibError::UnknownPeer(peer))?;
-        let mut v: Vec<AdjEntry> = p
-            .adj_in
-            .iter()
-            .map(|(k, e)| AdjEntry {
-                prefix: k.0,
-                path_id: k.1,
-                attrs: Arc::clone(&e.attrs),
-                stale: e.stale,
-            })
-            .collect();
+        let slot = self
+            .peers
+            .get(&peer)
+            .ok_or(RibError::UnknownPeer(peer))?
+            .slot;
+        let mut v: Vec<AdjEntry> = Vec::with_capacity(self.peers[&peer].accepted);
+        for (prefix, dest) in self.loc.iter() {
+            v.extend(
+                dest.paths
+                    .iter()
+                    .filter(|p| p.peer == slot)
+                    .map(|p| AdjEntry {
+                        prefix,
+                        path_id: p.path_id,
+                        attrs: Arc::clone(&p.attrs),
+                        stale: p.stale,
+                    }),
+            );
+        }
         v.sort_by_key(|e| (e.prefix, e.path_id));
         Ok(v)
     }
@@ -169,23 +171,26 @@ impl Rib {
         self.table.len()
     }
 
-    /// An estimate of the heap bytes used by the tables: hash table buckets (entry + 1 control byte, by
-    /// capacity), per-prefix path vectors, Adj-RIB-Out vectors and the interned attribute sets.
+    /// An estimate of the heap bytes used by the tables: hash tables by bucket (entry + control byte, at their
+    /// capacity), the path slices of prefixes with several paths, Adj-RIB-Out vectors and the interned
+    /// attribute sets.
     pub fn memory_estimate(&self) -> usize {
-        let loc = self.loc.capacity() * (size_of::<(Prefix, Dest)>() + 1)
+        let loc = self.loc.table_bytes()
             + self
                 .loc
                 .values()
-                .map(|d| d.paths.capacity() * size_of::<Path>())
-                .sum::<usize>();
+                .map(|d| Paths::heap_bytes(&d.paths))
+                .sum::<usize>()
+            + self.slots.capacity() * size_of::<Option<IpAddr>>();
         let peers: usize = self
             .peers
             .values()
             .map(|p| {
-                p.adj_in.capacity() * (size_of::<((Prefix, u32), InEntry)>() + 1)
-                    + p.filtered.capacity() * (size_of::<(Prefix, u32)>() + 1)
-                    + p.adj_out.capacity()
-                        * (size_of::<(Prefix, Vec<(u32, Arc<RouteAttrs>)>)>() + 1)
+                table_bytes(p.filtered.capacity(), size_of::<(Prefix, u32)>())
+                    + table_bytes(
+                        p.adj_out.capacity(),
+                        size_of::<(Prefix, Vec<(u32, Arc<RouteAttrs>)>)>(),
+                    )
                     + p.adj_out
                         .values()
                         .map(|v| v.capacity() * size_of::<(u32, Arc<RouteAttrs>)>())

@@ -1,4 +1,5 @@
-//! The [`Rib`]: Adj-RIBs-In, the Loc-RIB and Adj-RIBs-Out, and every input that changes them.
+//! The [`Rib`]: the Loc-RIB (which is also every peer's Adj-RIB-In), the Adj-RIBs-Out, and every input that
+//! changes them.
 //!
 //! Role: apply inputs (peers, sessions, UPDATEs, End-of-RIB, timers, local routes) to the tables, then run the
 //! decision process on every prefix touched and compute the FIB changes and what each peer must be sent.
@@ -7,6 +8,10 @@
 //! Each input records the prefixes it touches (with their FIB state before); `finish` then decides each of
 //! them once and diffs each up peer's Adj-RIB-Out, so an UPDATE with 1,000 prefixes costs 1,000 decisions,
 //! not more.
+//!
+//! An accepted route exists once, as a path in the Loc-RIB ([`Dest`]); each peer keeps only counters (accepted,
+//! stale) and the set of routes it sent that import policy rejected. The inputs that concern all of one peer's
+//! routes (session loss, graceful restart, End-of-RIB, refresh markers, removal) walk the Loc-RIB once.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -14,20 +19,15 @@ use std::sync::Arc;
 
 use super::as4;
 use super::decision::{select, Candidate, PathKind};
+use super::dest::{Dest, Path, Paths, LOCAL};
 use super::export::{export_prefix, ExportCache, OutBuilder};
 use super::hash::{FastMap, FastSet};
 use super::intern::AttrTable;
+use super::loc::Loc;
 use super::peer::{PeerConfig, PeerSession, RibConfig};
 use super::policy::{apply, first_match};
 use super::{Changes, FibChange, RibError, RibEvent, RouteAttrs, Source};
 use crate::wire::{AfiSafi, AsPath, NextHop, Nlri, Origin, PathAttributes, Prefix, Update};
-
-/// A route from a peer as held in its Adj-RIB-In.
-#[derive(Debug, Clone)]
-pub(super) struct InEntry {
-    pub attrs: Arc<RouteAttrs>,
-    pub stale: bool,
-}
 
 /// Everything about one peer.
 #[derive(Debug)]
@@ -36,11 +36,15 @@ pub(super) struct PeerState {
     pub session: Option<PeerSession>,
     /// The BGP id from the last session (stale routes keep deciding with it).
     pub bgp_id: Ipv4Addr,
-    pub adj_in: FastMap<(Prefix, u32), InEntry>,
+    /// Its slot: what its paths in the Loc-RIB name it by.
+    pub slot: u32,
+    /// Its paths in the Loc-RIB (its Adj-RIB-In size), stale ones included.
+    pub accepted: usize,
     /// Routes the peer sent that import policy or loop detection rejected.
     pub filtered: FastSet<(Prefix, u32)>,
     /// What we advertised: per prefix, (path id, attributes).
     pub adj_out: FastMap<Prefix, Vec<(u32, Arc<RouteAttrs>)>>,
+    /// Of its accepted paths, how many are stale.
     pub stale: usize,
     pub over_limit: bool,
 }
@@ -63,44 +67,6 @@ impl PeerState {
     }
 }
 
-/// One path in the Loc-RIB.
-#[derive(Debug, Clone)]
-pub(super) struct Path {
-    pub source: Source,
-    pub path_id: u32,
-    /// The path id we advertise it with over ADD-PATH.
-    pub local_id: u32,
-    pub attrs: Arc<RouteAttrs>,
-}
-
-/// The paths of one prefix: the first `selected` are the multipath set, best first.
-#[derive(Debug, Clone, Default)]
-pub(super) struct Dest {
-    pub paths: Vec<Path>,
-    pub selected: u32,
-    /// Touched by the input in progress (listed in the batch).
-    pub dirty: bool,
-}
-
-impl Dest {
-    /// The next hops to program: none when the best path is local or there is none.
-    pub fn fib_next_hops(&self) -> Vec<NextHop> {
-        let n = self.selected as usize;
-        if n == 0 || self.paths[0].source == Source::Local {
-            return Vec::new();
-        }
-        let mut v: Vec<NextHop> = Vec::with_capacity(n);
-        for p in &self.paths[..n] {
-            if let Some(nh) = p.attrs.next_hop {
-                if !v.contains(&nh) {
-                    v.push(nh);
-                }
-            }
-        }
-        v
-    }
-}
-
 /// The prefixes touched by the input in progress.
 #[derive(Debug, Default)]
 struct Batch {
@@ -114,7 +80,9 @@ struct Batch {
 pub struct Rib {
     pub(super) cfg: RibConfig,
     pub(super) peers: FastMap<IpAddr, PeerState>,
-    pub(super) loc: FastMap<Prefix, Dest>,
+    pub(super) loc: Loc,
+    /// Peer slot → address ([`LOCAL`], slot 0, is never a peer's).
+    pub(super) slots: Vec<Option<IpAddr>>,
     pub(super) table: AttrTable,
     next_local_id: u32,
     batch: Batch,
@@ -126,7 +94,8 @@ impl Rib {
         Rib {
             cfg,
             peers: FastMap::default(),
-            loc: FastMap::default(),
+            loc: Loc::default(),
+            slots: vec![None],
             table: AttrTable::default(),
             next_local_id: 1,
             batch: Batch::default(),
@@ -143,13 +112,23 @@ impl Rib {
         if self.peers.contains_key(&cfg.address) {
             return Err(RibError::DuplicatePeer(cfg.address));
         }
+        // A free slot is one whose peer was removed with all its paths, so no path can name the old peer.
+        let slot = match self.slots.iter().skip(1).position(Option::is_none) {
+            Some(i) => i + 1,
+            None => {
+                self.slots.push(None);
+                self.slots.len() - 1
+            }
+        };
+        self.slots[slot] = Some(cfg.address);
         self.peers.insert(
             cfg.address,
             PeerState {
                 cfg,
                 session: None,
                 bgp_id: Ipv4Addr::UNSPECIFIED,
-                adj_in: FastMap::default(),
+                slot: slot as u32,
+                accepted: 0,
                 filtered: FastSet::default(),
                 adj_out: FastMap::default(),
                 stale: 0,
@@ -178,7 +157,10 @@ impl Rib {
     /// Remove a peer and every route it sent.
     pub fn remove_peer(&mut self, addr: IpAddr) -> Result<Changes, RibError> {
         self.drop_routes(addr, None)?;
-        self.peers.remove(&addr);
+        if let Some(p) = self.peers.remove(&addr) {
+            debug_assert_eq!(p.accepted, 0, "a removed peer keeps no path");
+            self.slots[p.slot as usize] = None;
+        }
         Ok(self.finish())
     }
 
@@ -220,19 +202,23 @@ impl Rib {
         p.over_limit = false;
         let keep = |prefix: &Prefix| graceful.is_some_and(|f| f.contains(&prefix.afi_safi()));
         p.filtered.retain(|(prefix, _)| keep(prefix));
-        let mut gone = Vec::new();
-        for (key, e) in p.adj_in.iter_mut() {
-            if keep(&key.0) {
-                if !e.stale {
-                    e.stale = true;
-                    p.stale += 1;
-                }
-            } else {
-                gone.push(*key);
-            }
+        let (slot, accepted) = (p.slot, p.accepted);
+        if accepted == 0 {
+            return Ok(());
         }
-        for key in gone {
-            self.remove_in(addr, key);
+        let mut newly_stale = 0;
+        self.retain_paths(slot, |prefix, path| {
+            if !keep(&prefix) {
+                return false;
+            }
+            if !path.stale {
+                path.stale = true;
+                newly_stale += 1;
+            }
+            true
+        });
+        if let Some(p) = self.peers.get_mut(&addr) {
+            p.stale += newly_stale;
         }
         Ok(())
     }
@@ -363,11 +349,20 @@ impl Rib {
             .peers
             .get_mut(&addr)
             .ok_or(RibError::UnknownPeer(addr))?;
-        for (key, e) in p.adj_in.iter_mut() {
-            if key.0.afi_safi() == family && !e.stale {
-                e.stale = true;
-                p.stale += 1;
+        if p.accepted > 0 {
+            let mut newly_stale = 0;
+            for (prefix, dest) in self.loc.iter_mut() {
+                if prefix.afi_safi() != family {
+                    continue;
+                }
+                for path in dest.paths.iter_mut() {
+                    if path.peer == p.slot && !path.stale {
+                        path.stale = true;
+                        newly_stale += 1;
+                    }
+                }
             }
+            p.stale += newly_stale;
         }
         Ok(self.finish())
     }
@@ -429,26 +424,22 @@ impl Rib {
         attrs.originator_id = None;
         attrs.cluster_list.clear();
         let a = self.table.intern(RouteAttrs { attrs, next_hop });
-        self.set_path(prefix, Source::Local, 0, Some(a));
+        self.set_local(prefix, Some(a));
         self.finish()
     }
 
     /// Stop originating a prefix.
     pub fn withdraw_local(&mut self, prefix: Prefix) -> Changes {
-        self.set_path(prefix, Source::Local, 0, None);
+        self.set_local(prefix, None);
         self.finish()
     }
 
     fn sweep_stale(&mut self, addr: IpAddr, family: Option<AfiSafi>) -> Result<Changes, RibError> {
         let p = self.peers.get(&addr).ok_or(RibError::UnknownPeer(addr))?;
-        let gone: Vec<(Prefix, u32)> = p
-            .adj_in
-            .iter()
-            .filter(|(k, e)| e.stale && family.is_none_or(|f| k.0.afi_safi() == f))
-            .map(|(k, _)| *k)
-            .collect();
-        for key in gone {
-            self.remove_in(addr, key);
+        if p.stale > 0 {
+            self.retain_paths(p.slot, |prefix, path| {
+                !(path.stale && family.is_none_or(|f| prefix.afi_safi() == f))
+            });
         }
         Ok(self.finish())
     }
@@ -460,7 +451,7 @@ impl Rib {
         let Some(mp) = p.cfg.policy.max_prefix else {
             return;
         };
-        let count = p.adj_in.len();
+        let count = p.accepted;
         if count > mp.limit && !p.over_limit {
             p.over_limit = true;
             self.batch.events.push(RibEvent::MaxPrefixExceeded {
@@ -481,19 +472,33 @@ impl Rib {
         if !p.filtered.is_empty() {
             p.filtered.remove(&key);
         }
-        let entry = InEntry {
-            attrs: Arc::clone(&attrs),
-            stale: false,
-        };
-        if let Some(old) = p.adj_in.insert(key, entry) {
-            if old.stale {
-                p.stale -= 1;
+        let dest = self.loc.entry(key.0);
+        match dest.find(p.slot, key.1) {
+            Some(i) => {
+                let path = &mut dest.paths[i];
+                if path.stale {
+                    path.stale = false;
+                    p.stale -= 1;
+                }
+                if Arc::ptr_eq(&path.attrs, &attrs) {
+                    return;
+                }
+                mark_dirty(&mut self.batch, key.0, dest);
+                dest.paths[i].attrs = attrs;
             }
-            if Arc::ptr_eq(&old.attrs, &attrs) {
-                return;
+            None => {
+                p.accepted += 1;
+                mark_dirty(&mut self.batch, key.0, dest);
+                let local_id = next_id(&mut self.next_local_id);
+                dest.paths.push(Path {
+                    peer: p.slot,
+                    path_id: key.1,
+                    local_id,
+                    stale: false,
+                    attrs,
+                });
             }
         }
-        self.set_path(key.0, Source::Peer(addr), key.1, Some(attrs));
     }
 
     fn remove_in(&mut self, addr: IpAddr, key: (Prefix, u32)) {
@@ -503,60 +508,93 @@ impl Rib {
         if !p.filtered.is_empty() {
             p.filtered.remove(&key);
         }
-        if let Some(old) = p.adj_in.remove(&key) {
+        let Some(dest) = self.loc.get_mut(&key.0) else {
+            return;
+        };
+        if let Some(i) = dest.find(p.slot, key.1) {
+            mark_dirty(&mut self.batch, key.0, dest);
+            let old = dest.remove_at(i);
+            p.accepted -= 1;
             if old.stale {
                 p.stale -= 1;
             }
-            self.set_path(key.0, Source::Peer(addr), key.1, None);
         }
     }
 
-    /// Add, replace or (with `None`) remove one path of the Loc-RIB, and note the prefix for `finish`.
-    fn set_path(
-        &mut self,
-        prefix: Prefix,
-        source: Source,
-        path_id: u32,
-        attrs: Option<Arc<RouteAttrs>>,
-    ) {
-        let dest = self.loc.entry(prefix).or_default();
-        if !dest.dirty {
-            dest.dirty = true;
-            self.batch.order.push((prefix, dest.fib_next_hops()));
+    /// Walk the Loc-RIB once, removing the paths of peer `slot` for which `keep` is false (it may change the
+    /// others); the peer's counters follow.
+    fn retain_paths(&mut self, slot: u32, mut keep: impl FnMut(Prefix, &mut Path) -> bool) {
+        let (mut removed, mut removed_stale) = (0, 0);
+        for (prefix, dest) in self.loc.iter_mut() {
+            let mut i = 0;
+            while i < dest.paths.len() {
+                let path = &mut dest.paths[i];
+                if path.peer != slot || keep(prefix, path) {
+                    i += 1;
+                    continue;
+                }
+                mark_dirty(&mut self.batch, prefix, dest);
+                let old = dest.remove_at(i);
+                removed += 1;
+                removed_stale += usize::from(old.stale);
+            }
         }
-        let pos = dest
-            .paths
-            .iter()
-            .position(|p| p.source == source && p.path_id == path_id);
-        match (pos, attrs) {
+        if let Some(addr) = self.slots[slot as usize] {
+            if let Some(p) = self.peers.get_mut(&addr) {
+                p.accepted -= removed;
+                p.stale -= removed_stale;
+            }
+        }
+    }
+
+    /// Set (or with `None` remove) the local path of a prefix, and note the prefix for `finish`.
+    fn set_local(&mut self, prefix: Prefix, attrs: Option<Arc<RouteAttrs>>) {
+        let dest = self.loc.entry(prefix);
+        mark_dirty(&mut self.batch, prefix, dest);
+        match (dest.find(LOCAL, 0), attrs) {
             (Some(i), Some(a)) => dest.paths[i].attrs = a,
             (Some(i), None) => {
-                dest.paths.remove(i);
-                if i < dest.selected as usize {
-                    // The selection is recomputed in `finish`; keep the index range valid until then.
-                    dest.selected -= 1;
-                }
+                dest.remove_at(i);
             }
-            (None, Some(a)) => {
-                let local_id = self.next_local_id;
-                self.next_local_id = self.next_local_id.wrapping_add(1).max(1);
-                // Most prefixes have one path: no spare capacity (a Vec's first push reserves four).
-                dest.paths.reserve_exact(1);
+            (None, Some(attrs)) => {
+                let local_id = next_id(&mut self.next_local_id);
                 dest.paths.push(Path {
-                    source,
-                    path_id,
+                    peer: LOCAL,
+                    path_id: 0,
                     local_id,
-                    attrs: a,
+                    stale: false,
+                    attrs,
                 });
             }
             (None, None) => {}
         }
     }
 
-    /// The decision-process candidate for a path.
+    /// The source a path names.
+    pub(super) fn source(&self, p: &Path) -> Source {
+        source(&self.slots, p.peer)
+    }
+
+    /// The decision-process candidate for a path from `source`.
     #[cfg(test)]
-    pub(super) fn candidate(&self, p: &Path) -> Candidate {
-        candidate(&self.cfg, &self.peers, p)
+    pub(super) fn candidate(
+        &self,
+        source: Source,
+        path_id: u32,
+        attrs: &Arc<RouteAttrs>,
+    ) -> Candidate {
+        let peer = match source {
+            Source::Local => LOCAL,
+            Source::Peer(a) => self.peers[&a].slot,
+        };
+        let p = Path {
+            peer,
+            path_id,
+            local_id: 0,
+            stale: false,
+            attrs: Arc::clone(attrs),
+        };
+        candidate(&self.cfg, &self.peers, &self.slots, &p)
     }
 
     /// Decide every touched prefix, then export to every up peer.
@@ -575,7 +613,7 @@ impl Rib {
                 continue;
             };
             dest.dirty = false;
-            decide(&self.cfg, &self.peers, dest);
+            decide(&self.cfg, &self.peers, &self.slots, dest);
             let new = dest.fib_next_hops();
             let empty = dest.paths.is_empty();
             if old_fib != new {
@@ -613,7 +651,7 @@ impl Rib {
                 .map(|(a, _)| *a)
                 .collect(),
         };
-        let mut prefixes: Vec<Prefix> = self.loc.keys().copied().collect();
+        let mut prefixes: Vec<Prefix> = self.loc.keys().collect();
         prefixes.sort();
         for t in targets {
             // Prefixes advertised but no longer in the Loc-RIB cannot exist: `finish` withdrew them.
@@ -625,9 +663,41 @@ impl Rib {
     }
 }
 
+/// Note a prefix for `finish` (once per batch), with its FIB state before the change about to be made.
+#[inline]
+fn mark_dirty(batch: &mut Batch, prefix: Prefix, dest: &mut Dest) {
+    if !dest.dirty {
+        dest.dirty = true;
+        batch.order.push((prefix, dest.fib_next_hops()));
+    }
+}
+
+/// The next ADD-PATH local id (never 0).
+fn next_id(next: &mut u32) -> u32 {
+    let id = *next;
+    *next = next.wrapping_add(1).max(1);
+    id
+}
+
+/// The source a peer slot names.
+pub(super) fn source(slots: &[Option<IpAddr>], slot: u32) -> Source {
+    match slots.get(slot as usize).copied().flatten() {
+        Some(a) => Source::Peer(a),
+        None => {
+            debug_assert_eq!(slot, LOCAL, "a path of a removed peer");
+            Source::Local
+        }
+    }
+}
+
 /// The decision-process candidate for a path.
-fn candidate(cfg: &RibConfig, peers: &FastMap<IpAddr, PeerState>, p: &Path) -> Candidate {
-    let (kind, id, peer) = match p.source {
+fn candidate(
+    cfg: &RibConfig,
+    peers: &FastMap<IpAddr, PeerState>,
+    slots: &[Option<IpAddr>],
+    p: &Path,
+) -> Candidate {
+    let (kind, id, peer) = match source(slots, p.peer) {
         Source::Local => (PathKind::Local, cfg.router_id, None),
         Source::Peer(a) => match peers.get(&a) {
             Some(s) if s.ibgp(cfg.local_as) => (PathKind::Ibgp, s.bgp_id, Some(a)),
@@ -639,7 +709,12 @@ fn candidate(cfg: &RibConfig, peers: &FastMap<IpAddr, PeerState>, p: &Path) -> C
 }
 
 /// Decide one prefix: reorder its paths so the multipath set comes first.
-fn decide(cfg: &RibConfig, peers: &FastMap<IpAddr, PeerState>, dest: &mut Dest) {
+fn decide(
+    cfg: &RibConfig,
+    peers: &FastMap<IpAddr, PeerState>,
+    slots: &[Option<IpAddr>],
+    dest: &mut Dest,
+) {
     if dest.paths.len() <= 1 {
         dest.selected = dest.paths.len() as u32;
         return;
@@ -647,15 +722,16 @@ fn decide(cfg: &RibConfig, peers: &FastMap<IpAddr, PeerState>, dest: &mut Dest) 
     let cands: Vec<Candidate> = dest
         .paths
         .iter()
-        .map(|p| candidate(cfg, peers, p))
+        .map(|p| candidate(cfg, peers, slots, p))
         .collect();
     let sel = select(&cands, cfg.ecmp, cfg.ecmp_relax);
     let mut order: Vec<usize> = sel.multipath.clone();
     order.extend((0..dest.paths.len()).filter(|i| !sel.multipath.contains(i)));
     let mut old: Vec<Option<Path>> = std::mem::take(&mut dest.paths)
+        .into_vec()
         .into_iter()
         .map(Some)
         .collect();
-    dest.paths = order.into_iter().filter_map(|i| old[i].take()).collect();
+    dest.paths = Paths::from_vec(order.into_iter().filter_map(|i| old[i].take()).collect());
     dest.selected = sel.multipath.len() as u32;
 }

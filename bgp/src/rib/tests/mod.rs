@@ -5,6 +5,7 @@
 mod decision;
 mod export;
 mod gr;
+mod layout;
 mod policy;
 mod prop;
 mod throughput;

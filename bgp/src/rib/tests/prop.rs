@@ -212,7 +212,12 @@ fn run(ops: &[Op]) {
     // 1. The Loc-RIB's selection equals the decision process from scratch on the Adj-RIBs-In.
     let mut candidates: BTreeMap<Prefix, Vec<(Source, u32, Arc<RouteAttrs>)>> = BTreeMap::new();
     for (last, _, _) in PEERS {
-        for e in rib.adj_rib_in(ip(last)).unwrap() {
+        // The per-peer counters agree with its paths in the Loc-RIB.
+        let adj_in = rib.adj_rib_in(ip(last)).unwrap();
+        let c = rib.counters(ip(last)).unwrap();
+        assert_eq!(c.accepted, adj_in.len());
+        assert_eq!(c.stale, adj_in.iter().filter(|e| e.stale).count());
+        for e in adj_in {
             let (p, id, a) = (e.prefix, e.path_id, e.attrs);
             candidates
                 .entry(p)
@@ -243,16 +248,10 @@ fn run(ops: &[Op]) {
     );
     for r in &routes {
         let cands = &candidates[&r.prefix];
-        let paths: Vec<crate::rib::table::Path> = cands
+        let cs: Vec<_> = cands
             .iter()
-            .map(|(s, id, a)| crate::rib::table::Path {
-                source: *s,
-                path_id: *id,
-                local_id: 0,
-                attrs: a.clone(),
-            })
+            .map(|(s, id, a)| rib.candidate(*s, *id, a))
             .collect();
-        let cs: Vec<_> = paths.iter().map(|p| rib.candidate(p)).collect();
         let want: Vec<(Source, u32)> = select(&cs, 2, false)
             .multipath
             .iter()

@@ -1,0 +1,187 @@
+//! The Loc-RIB's prefix table: prefix → [`Dest`], with IPv4 prefixes keyed compactly.
+//!
+//! Role: the hash table holding every prefix's paths. A [`Prefix`] is 18 bytes (an `IpAddr` and a length); an
+//! IPv4 prefix fits a `u64` (address and length), so IPv4 prefixes live in their own table whose entries are 40
+//! bytes instead of 56, and the others (IPv6) in a table keyed by [`Prefix`].
+//! Inputs: lookups, inserts and removals by [`Prefix`]. Outputs: the [`Dest`]s, and iteration yielding
+//! `(Prefix, Dest)` in no particular order.
+
+use std::mem::size_of;
+use std::net::{IpAddr, Ipv4Addr};
+
+use super::dest::Dest;
+use super::hash::FastMap;
+use crate::wire::Prefix;
+
+/// An IPv4 prefix: the address in bits 8..40, the length in bits 0..8.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct V4Key(u64);
+
+impl V4Key {
+    #[inline]
+    fn of(prefix: &Prefix) -> Option<V4Key> {
+        match prefix.addr() {
+            IpAddr::V4(a) => Some(V4Key(
+                u64::from(u32::from(a)) << 8 | u64::from(prefix.len()),
+            )),
+            IpAddr::V6(_) => None,
+        }
+    }
+
+    #[inline]
+    fn prefix(self) -> Prefix {
+        let addr = Ipv4Addr::from((self.0 >> 8) as u32);
+        // The key came from a valid IPv4 prefix: the length is at most 32 and the host bits are zero.
+        Prefix::new(IpAddr::V4(addr), self.0 as u8).expect("an IPv4 key holds a valid prefix")
+    }
+}
+
+/// The prefix table. See the module docs.
+#[derive(Debug, Default)]
+pub(super) struct Loc {
+    v4: FastMap<V4Key, Dest>,
+    other: FastMap<Prefix, Dest>,
+}
+
+impl Loc {
+    /// The entry of `prefix`.
+    #[inline]
+    pub fn get(&self, prefix: &Prefix) -> Option<&Dest> {
+        match V4Key::of(prefix) {
+            Some(k) => self.v4.get(&k),
+            None => self.other.get(prefix),
+        }
+    }
+
+    /// The entry of `prefix`, mutably.
+    #[inline]
+    pub fn get_mut(&mut self, prefix: &Prefix) -> Option<&mut Dest> {
+        match V4Key::of(prefix) {
+            Some(k) => self.v4.get_mut(&k),
+            None => self.other.get_mut(prefix),
+        }
+    }
+
+    /// The entry of `prefix`, created empty if absent.
+    #[inline]
+    pub fn entry(&mut self, prefix: Prefix) -> &mut Dest {
+        match V4Key::of(&prefix) {
+            Some(k) => self.v4.entry(k).or_default(),
+            None => self.other.entry(prefix).or_default(),
+        }
+    }
+
+    /// Remove the entry of `prefix`.
+    pub fn remove(&mut self, prefix: &Prefix) -> Option<Dest> {
+        match V4Key::of(prefix) {
+            Some(k) => self.v4.remove(&k),
+            None => self.other.remove(prefix),
+        }
+    }
+
+    /// The number of prefixes.
+    pub fn len(&self) -> usize {
+        self.v4.len() + self.other.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.v4.is_empty() && self.other.is_empty()
+    }
+
+    /// Every entry, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (Prefix, &Dest)> {
+        let v4 = self.v4.iter().map(|(k, d)| (k.prefix(), d));
+        v4.chain(self.other.iter().map(|(p, d)| (*p, d)))
+    }
+
+    /// Every entry mutably, in no particular order.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (Prefix, &mut Dest)> {
+        let v4 = self.v4.iter_mut().map(|(k, d)| (k.prefix(), d));
+        v4.chain(self.other.iter_mut().map(|(p, d)| (*p, d)))
+    }
+
+    /// Every prefix, in no particular order.
+    pub fn keys(&self) -> impl Iterator<Item = Prefix> + '_ {
+        self.iter().map(|(p, _)| p)
+    }
+
+    /// Every entry's paths, in no particular order.
+    pub fn values(&self) -> impl Iterator<Item = &Dest> {
+        self.v4.values().chain(self.other.values())
+    }
+
+    /// The bytes of the two tables' allocations (entries and control bytes of every bucket).
+    pub fn table_bytes(&self) -> usize {
+        table_bytes(self.v4.capacity(), size_of::<(V4Key, Dest)>())
+            + table_bytes(self.other.capacity(), size_of::<(Prefix, Dest)>())
+    }
+}
+
+/// The allocation of a hashbrown (std) table with this capacity and entry size: one entry and one control
+/// byte per bucket, plus a group of trailing control bytes. A table with `b >= 8` buckets holds `b / 8 * 7`
+/// entries; a smaller one `b - 1`.
+pub(super) fn table_bytes(capacity: usize, entry: usize) -> usize {
+    let buckets = match capacity {
+        0 => return 0,
+        c if c < 7 => c + 1,
+        c => (c.div_ceil(7) * 8).next_power_of_two(),
+    };
+    buckets * (entry + 1) + 16
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pfx(s: &str) -> Prefix {
+        let (a, l) = s.split_once('/').unwrap();
+        Prefix::new(a.parse().unwrap(), l.parse().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn both_families_round_trip() {
+        assert_eq!(size_of::<(V4Key, Dest)>(), 40);
+        let mut loc = Loc::default();
+        let all = [
+            "0.0.0.0/0",
+            "10.0.0.0/8",
+            "10.0.0.0/9",
+            "255.255.255.255/32",
+            "::/0",
+            "2001:db8::/32",
+        ];
+        for (i, p) in all.iter().enumerate() {
+            loc.entry(pfx(p)).selected = i as u32;
+        }
+        assert_eq!(loc.len(), all.len());
+        for (i, p) in all.iter().enumerate() {
+            assert_eq!(loc.get(&pfx(p)).map(|d| d.selected), Some(i as u32), "{p}");
+        }
+        let mut keys: Vec<Prefix> = loc.keys().collect();
+        keys.sort();
+        let mut want: Vec<Prefix> = all.iter().map(|p| pfx(p)).collect();
+        want.sort();
+        assert_eq!(keys, want);
+        assert!(loc.get(&pfx("10.0.0.0/10")).is_none());
+        assert!(loc.remove(&pfx("10.0.0.0/8")).is_some());
+        assert!(loc.remove(&pfx("2001:db8::/32")).is_some());
+        assert_eq!(loc.len(), all.len() - 2);
+        assert!(loc.get_mut(&pfx("10.0.0.0/8")).is_none());
+    }
+
+    #[test]
+    fn table_bytes_counts_buckets() {
+        let mut m: FastMap<u64, u64> = FastMap::default();
+        assert_eq!(table_bytes(m.capacity(), 16), 0);
+        for i in 0..100_000 {
+            m.insert(i, i);
+        }
+        // 100,000 entries need 131,072 buckets (capacity 114,688).
+        assert_eq!(m.capacity(), 114_688);
+        assert_eq!(table_bytes(m.capacity(), 16), 131_072 * 17 + 16);
+        for (cap, buckets) in [(3, 4), (7, 8), (14, 16), (28, 32)] {
+            assert_eq!(table_bytes(cap, 1), buckets * 2 + 16, "{cap}");
+        }
+    }
+}
