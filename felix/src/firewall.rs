@@ -19,6 +19,7 @@ use crate::nft::elements::encode_batch;
 use crate::nft::elements::{
     dump_elements, dump_rules, element_count, rule_chain, ELEMENTS_REPLY, RULE_REPLY,
 };
+use crate::nft::names::profile_list_set;
 use crate::nft::table::{render_structure, render_table, rule_counts};
 use crate::plan::{plan, Plan};
 use calico_netlink::socket::Socket;
@@ -133,7 +134,7 @@ impl Firewall {
     }
 
     /// Compares the kernel's table with the desired state: every chain's rule count, and the element
-    /// counts of the per-endpoint sets and maps. Returns what differs, if anything.
+    /// counts of the per-endpoint sets (sources, and each profile list's interfaces). Returns what differs, if anything.
     pub fn drift(&mut self) -> Result<Option<String>, Error> {
         let expected = rule_counts(&render_structure(&self.state));
         let seq = self.socket.next_seq();
@@ -158,15 +159,15 @@ impl Firewall {
             )));
         }
         let eps = &self.state.endpoints;
-        let want = [
-            ("ep-in", eps.len()),
-            ("ep-out", eps.len()),
-            ("ep-src-v4", eps.values().map(|e| e.ipv4.len()).sum()),
-            ("ep-src-v6", eps.values().map(|e| e.ipv6.len()).sum()),
-        ];
+        let mut want: BTreeMap<String, usize> = BTreeMap::new();
+        want.insert("ep-src-v4".into(), eps.values().map(|e| e.ipv4.len()).sum());
+        want.insert("ep-src-v6".into(), eps.values().map(|e| e.ipv6.len()).sum());
+        for ep in eps.values() {
+            *want.entry(profile_list_set(&ep.profiles)).or_insert(0) += 1;
+        }
         for (set, n) in want {
             let seq = self.socket.next_seq();
-            let have: usize = match self.socket.dump(&dump_elements(set, seq), ELEMENTS_REPLY) {
+            let have: usize = match self.socket.dump(&dump_elements(&set, seq), ELEMENTS_REPLY) {
                 Ok(msgs) => msgs.iter().map(|b| element_count(b)).sum(),
                 Err(calico_netlink::Error::Refused { errno: 2, .. }) => {
                     return Ok(Some(format!("set {set} is missing")))

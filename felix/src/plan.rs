@@ -2,20 +2,25 @@
 //!
 //! Pure. The changes come in three phases so that nothing is ever referenced before it exists or
 //! deleted while still referenced: [`Plan::create`] (an `nft -f` script adding new sets and chains and
-//! rewriting changed chains), [`Plan::elements`] (one netlink batch of set and map element changes), and
+//! rewriting changed chains), [`Plan::elements`] (one netlink batch of set element changes), and
 //! [`Plan::prune`] (an `nft -f` script deleting chains and sets nothing uses any more). Adding an endpoint
-//! whose profiles and tags already exist is element changes only: its source addresses, its two map
-//! entries, and its addresses in the tag sets it joins.
+//! whose profile list and tags already exist is plain set elements only: its source addresses, its
+//! interface in its profile list's interface set, and its addresses in the tag sets it joins. None is a
+//! verdict, so the kernel's commit does not re-validate the table. A profile list that appears gets its
+//! interface set, its two chains and a dispatch rule in each dispatch chain (those chains are rewritten
+//! whole, with the new list's rule, before its first interface is added); one that loses its last
+//! endpoint loses them after its last interface is removed.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use crate::model::{DesiredState, Endpoint, Profile, TagMembers};
 use crate::nft::elements::{key_ifname, key_src_v4, key_src_v6, ElementOp};
-use crate::nft::names::{profile_chain, profile_list_chain, tag_set};
+use crate::nft::names::{profile_chain, profile_list_chain, profile_list_set, tag_set};
 use crate::nft::rule::Direction;
 use crate::nft::table::{
-    list_chain_rules, profile_chain_rules, profile_lists, tag_set_body, used_tags,
+    dispatch_chain, dispatch_chain_rules, list_chain_rules, list_set_body, profile_chain_rules,
+    profile_lists, tag_set_body, used_tags,
 };
 use crate::nft::TABLE;
 
@@ -39,18 +44,24 @@ impl Plan {
 
 const DIRECTIONS: [Direction; 2] = [Direction::Inbound, Direction::Outbound];
 
-/// An element: (set, key) → the chain a map entry goes to (`None` in a plain set).
-pub type Elements = BTreeMap<(String, Vec<u8>), Option<String>>;
+/// Elements: (set, key).
+pub type Elements = BTreeSet<(String, Vec<u8>)>;
+
+/// Distinct ordered profile lists.
+pub type Lists = BTreeSet<Vec<String>>;
 
 /// Collects what a plan must do, in any order, and renders it in the one safe order.
 #[derive(Debug, Default)]
 pub struct PlanBuilder {
     new_tags: BTreeSet<String>,
     profiles: BTreeMap<String, Profile>,
+    new_lists: Lists,
     lists: BTreeMap<String, Vec<String>>,
-    deletes: BTreeSet<(String, Vec<u8>)>,
+    /// Every profile list before and after, when lists appear or go (the dispatch chains change).
+    dispatch: Option<(Lists, Lists)>,
+    deletes: Elements,
     adds: Elements,
-    gone_lists: BTreeSet<String>,
+    gone_lists: Lists,
     gone_profiles: BTreeSet<String>,
     gone_tags: BTreeSet<String>,
 }
@@ -66,26 +77,29 @@ impl PlanBuilder {
         self.profiles.insert(name.to_string(), profile.clone());
     }
 
-    /// Creates or rewrites both chains of a profile list, as `state`'s profiles make them.
-    pub fn rewrite_list(&mut self, list: &[String], state: &DesiredState) {
-        for d in DIRECTIONS {
-            self.rewrite_list_direction(list, d, state);
+    /// Creates the profile lists in `after` but not in `before` (interface set, both chains, as
+    /// `state`'s profiles make them) and deletes those in `before` but not in `after`, and rewrites the
+    /// dispatch chains to match. `before` is every list the kernel holds, `after` every list it must.
+    pub fn change_lists(&mut self, before: &Lists, after: &Lists, state: &DesiredState) {
+        if before == after {
+            return;
         }
+        for list in after.difference(before) {
+            self.new_lists.insert(list.clone());
+            for d in DIRECTIONS {
+                self.rewrite_list_direction(list, d, state);
+            }
+        }
+        self.gone_lists.extend(before.difference(after).cloned());
+        self.dispatch = Some((before.clone(), after.clone()));
     }
 
-    /// Creates or rewrites one chain of a profile list.
+    /// Rewrites one chain of an existing profile list.
     pub fn rewrite_list_direction(&mut self, list: &[String], d: Direction, state: &DesiredState) {
         self.lists.insert(
             profile_list_chain(list, d.short()),
             list_chain_rules(list, d, state),
         );
-    }
-
-    /// Deletes both chains of a profile list.
-    pub fn prune_list(&mut self, list: &[String]) {
-        for d in DIRECTIONS {
-            self.gone_lists.insert(profile_list_chain(list, d.short()));
-        }
     }
 
     /// Deletes a profile's chains.
@@ -100,20 +114,19 @@ impl PlanBuilder {
 
     /// The element changes that turn `before` into `after`.
     pub fn diff_elements(&mut self, before: Elements, after: Elements) {
-        for (key, goto) in &before {
-            if after.get(key) != Some(goto) {
-                self.deletes.insert(key.clone());
-            }
+        for key in before.difference(&after) {
+            self.deletes.insert(key.clone());
         }
-        for (key, goto) in after {
-            if before.get(&key) != Some(&goto) {
-                self.adds.insert(key, goto);
+        for key in after {
+            if !before.contains(&key) {
+                self.adds.insert(key);
             }
         }
     }
 
-    /// The plan: create tag sets, then profile chains, then list chains; elements; prune list chains,
-    /// then profile chains, then tag sets.
+    /// The plan: create tag and interface sets, then profile chains, then list chains, then the
+    /// dispatch rules for new lists; elements; prune the dispatch rules of lists that went, then their
+    /// chains and interface sets, then profile chains, then tag sets.
     pub fn finish(self) -> Plan {
         let mut create = String::new();
         for tag in &self.new_tags {
@@ -125,6 +138,14 @@ impl PlanBuilder {
                     tag_set_body(tag, v)
                 );
             }
+        }
+        for list in &self.new_lists {
+            let _ = writeln!(
+                create,
+                "add set inet {TABLE} {} {{ {} }}",
+                profile_list_set(list),
+                list_set_body(list)
+            );
         }
         for (name, profile) in &self.profiles {
             for (d, rules) in [
@@ -141,9 +162,25 @@ impl PlanBuilder {
         for (chain, rules) in &self.lists {
             rewrite_chain(&mut create, chain, rules);
         }
+        let (before, after) = self.dispatch.unwrap_or_default();
+        if !self.new_lists.is_empty() {
+            // Lists that go keep their dispatch rules until their last interface has left.
+            let all: BTreeSet<&Vec<String>> = before.union(&after).collect();
+            rewrite_dispatch(&mut create, &all);
+        }
         let mut prune = String::new();
-        for chain in &self.gone_lists {
-            let _ = writeln!(prune, "delete chain inet {TABLE} {chain}");
+        if !self.gone_lists.is_empty() {
+            rewrite_dispatch(&mut prune, &after.iter().collect());
+        }
+        for list in &self.gone_lists {
+            for d in DIRECTIONS {
+                let _ = writeln!(
+                    prune,
+                    "delete chain inet {TABLE} {}",
+                    profile_list_chain(list, d.short())
+                );
+            }
+            let _ = writeln!(prune, "delete set inet {TABLE} {}", profile_list_set(list));
         }
         for name in &self.gone_profiles {
             for d in DIRECTIONS {
@@ -167,13 +204,24 @@ impl PlanBuilder {
         elements.extend(
             self.adds
                 .into_iter()
-                .map(|((set, key), goto)| ElementOp::Add { set, key, goto }),
+                .map(|(set, key)| ElementOp::Add { set, key }),
         );
         Plan {
             create: (!create.is_empty()).then_some(create),
             elements,
             prune: (!prune.is_empty()).then_some(prune),
         }
+    }
+}
+
+/// Rewrites both dispatch chains for these profile lists.
+fn rewrite_dispatch(script: &mut String, lists: &BTreeSet<&Vec<String>>) {
+    for d in [Direction::Outbound, Direction::Inbound] {
+        rewrite_chain(
+            script,
+            dispatch_chain(d),
+            &dispatch_chain_rules(d, lists.iter().copied()),
+        );
     }
 }
 
@@ -200,16 +248,13 @@ pub fn plan(old: &DesiredState, new: &DesiredState) -> Plan {
         b.prune_profile(name);
     }
     let (old_lists, new_lists) = (profile_lists(old), profile_lists(new));
-    for list in &new_lists {
+    b.change_lists(&old_lists, &new_lists, new);
+    for list in new_lists.intersection(&old_lists) {
         for d in DIRECTIONS {
-            let rules = list_chain_rules(list, d, new);
-            if !old_lists.contains(list) || list_chain_rules(list, d, old) != rules {
+            if list_chain_rules(list, d, old) != list_chain_rules(list, d, new) {
                 b.rewrite_list_direction(list, d, new);
             }
         }
-    }
-    for list in old_lists.difference(&new_lists) {
-        b.prune_list(list);
     }
     let ids: BTreeSet<&String> = old.endpoints.keys().chain(new.endpoints.keys()).collect();
     for id in ids {
@@ -238,28 +283,18 @@ fn rewrite_chain(script: &mut String, chain: &str, rules: &[String]) {
     }
 }
 
-/// The elements one endpoint puts in the kernel: its sources and its two map entries.
+/// The elements one endpoint puts in the kernel: its sources and its interface in its profile list's
+/// interface set.
 pub fn endpoint_elements(ep: Option<&Endpoint>) -> Elements {
     let mut all = Elements::new();
     let Some(ep) = ep else { return all };
     for ip in &ep.ipv4 {
-        all.insert(
-            ("ep-src-v4".to_string(), key_src_v4(&ep.iface, *ip, ep.mac)),
-            None,
-        );
+        all.insert(("ep-src-v4".to_string(), key_src_v4(&ep.iface, *ip, ep.mac)));
     }
     for ip in &ep.ipv6 {
-        all.insert(
-            ("ep-src-v6".to_string(), key_src_v6(&ep.iface, *ip, ep.mac)),
-            None,
-        );
+        all.insert(("ep-src-v6".to_string(), key_src_v6(&ep.iface, *ip, ep.mac)));
     }
-    for d in DIRECTIONS {
-        all.insert(
-            (format!("ep-{}", d.short()), key_ifname(&ep.iface)),
-            Some(profile_list_chain(&ep.profiles, d.short())),
-        );
-    }
+    all.insert((profile_list_set(&ep.profiles), key_ifname(&ep.iface)));
     all
 }
 
@@ -268,10 +303,10 @@ pub fn tag_elements(tag: &str, members: Option<&TagMembers>) -> Elements {
     let mut all = Elements::new();
     if let Some(m) = members {
         for ip in &m.ipv4 {
-            all.insert((tag_set(tag, 4), ip.octets().to_vec()), None);
+            all.insert((tag_set(tag, 4), ip.octets().to_vec()));
         }
         for ip in &m.ipv6 {
-            all.insert((tag_set(tag, 6), ip.octets().to_vec()), None);
+            all.insert((tag_set(tag, 6), ip.octets().to_vec()));
         }
     }
     all
@@ -322,41 +357,103 @@ mod tests {
         assert!(plan(&s, &s).is_empty());
     }
 
+    fn element_sets(p: &Plan) -> Vec<String> {
+        p.elements
+            .iter()
+            .map(|op| match op {
+                ElementOp::Add { set, .. } => format!("+{set}"),
+                ElementOp::Delete { set, .. } => format!("-{set}"),
+            })
+            .collect()
+    }
+
     #[test]
-    fn adding_an_endpoint_to_an_existing_profile_is_elements_only() {
+    fn adding_an_endpoint_to_an_existing_profile_list_is_set_element_additions_only() {
         let old = state(&[("a", "10.65.0.2", "web")]);
         let new = state(&[("a", "10.65.0.2", "web"), ("b", "10.65.0.3", "web")]);
         let p = plan(&old, &new);
         assert!(p.create.is_none() && p.prune.is_none(), "{p:?}");
-        let sets: Vec<&str> = p
-            .elements
-            .iter()
-            .map(|op| match op {
-                ElementOp::Add { set, .. } => set.as_str(),
-                ElementOp::Delete { .. } => "DELETE",
-            })
-            .collect();
-        // Its source, its two map entries, its address in the tag set: four elements, nothing else.
-        assert_eq!(sets, ["ep-in", "ep-out", "ep-src-v4", "t4-web"]);
+        // Its source, its interface in its list's set, its address in the tag set: plain elements.
+        assert_eq!(
+            element_sets(&p),
+            ["+ep-src-v4", "+pl-ifaces-web", "+t4-web"]
+        );
+        assert!(p.elements.contains(&ElementOp::Add {
+            set: "pl-ifaces-web".into(),
+            key: key_ifname("calib"),
+        }));
+        // And removing it again is the same elements' deletions.
+        let back = plan(&new, &old);
+        assert!(back.create.is_none() && back.prune.is_none(), "{back:?}");
+        assert_eq!(
+            element_sets(&back),
+            ["-ep-src-v4", "-pl-ifaces-web", "-t4-web"]
+        );
     }
 
     #[test]
-    fn removing_the_last_endpoint_of_a_profile_list_prunes_its_chains() {
+    fn a_new_profile_list_gets_its_set_chains_and_dispatch_rules_first() {
+        let old = state(&[("a", "10.65.0.2", "web")]);
+        let mut new = state(&[("a", "10.65.0.2", "web"), ("b", "10.65.0.3", "db")]);
+        new.profiles.insert("db".into(), Profile::default());
+        let p = plan(&old, &new);
+        let create = p.create.as_deref().expect("the new list's objects");
+        let at = |needle: &str| {
+            create
+                .find(needle)
+                .unwrap_or_else(|| panic!("{needle:?} missing from {create}"))
+        };
+        let set = at("add set inet calico pl-ifaces-db { type ifname;");
+        let chain_in = at("add chain inet calico pl-in-db\n");
+        let chain_out = at("add chain inet calico pl-out-db\n");
+        // Both dispatch chains are rewritten with a rule for each list, the new one included.
+        at("flush chain inet calico to-endpoint\n");
+        at("flush chain inet calico from-endpoint-dispatch\n");
+        let rule_in =
+            at("add rule inet calico to-endpoint oifname @pl-ifaces-db goto pl-in-db comment");
+        let rule_out = at(
+            "add rule inet calico from-endpoint-dispatch iifname @pl-ifaces-db goto pl-out-db comment",
+        );
+        at("add rule inet calico to-endpoint oifname @pl-ifaces-web goto pl-in-web comment");
+        assert!(
+            set < rule_in && chain_in < rule_in && chain_out < rule_out,
+            "{create}"
+        );
+        assert!(
+            !create.contains("pl-in-web\n"),
+            "web's chain is untouched: {create}"
+        );
+        assert_eq!(
+            element_sets(&p),
+            ["+ep-src-v4", "+pl-ifaces-db"],
+            "db is no tag"
+        );
+        assert!(p.prune.is_none(), "{:?}", p.prune);
+    }
+
+    #[test]
+    fn removing_the_last_endpoint_of_a_profile_list_prunes_its_set_chains_and_dispatch_rules() {
         let old = state(&[("a", "10.65.0.2", "web")]);
         let new = state(&[]);
         let p = plan(&old, &new);
+        assert!(p.create.is_none(), "{:?}", p.create);
         assert_eq!(
-            p.elements
-                .iter()
-                .filter(|o| matches!(o, ElementOp::Delete { .. }))
-                .count(),
-            4
+            element_sets(&p),
+            ["-ep-src-v4", "-pl-ifaces-web", "-t4-web"]
         );
-        let prune = p.prune.expect("list chains go");
-        assert!(
-            prune.contains("delete chain inet calico pl-in-web"),
-            "{prune}"
-        );
+        let prune = p.prune.expect("the list's objects go");
+        let at = |needle: &str| {
+            prune
+                .find(needle)
+                .unwrap_or_else(|| panic!("{needle:?} missing from {prune}"))
+        };
+        // The dispatch chains lose the list's rules before its chains and set are deleted.
+        let flush = at("flush chain inet calico to-endpoint\n");
+        at("flush chain inet calico from-endpoint-dispatch\n");
+        assert!(!prune.contains("@pl-ifaces-web"), "{prune}");
+        assert!(at("delete chain inet calico pl-in-web\n") > flush);
+        assert!(at("delete chain inet calico pl-out-web\n") > flush);
+        assert!(at("delete set inet calico pl-ifaces-web\n") > flush);
         assert!(
             !prune.contains("p-in-web\n"),
             "the profile itself stays: {prune}"
@@ -377,27 +474,27 @@ mod tests {
     }
 
     #[test]
-    fn moving_an_endpoint_to_another_profile_replaces_its_map_entries() {
+    fn moving_an_endpoint_to_another_profile_moves_its_interface_between_sets() {
         let old = state(&[("a", "10.65.0.2", "web")]);
         let mut new = state(&[("a", "10.65.0.2", "db")]);
         new.profiles.insert("db".into(), Profile::default());
         let p = plan(&old, &new);
-        let create = p.create.expect("new chains");
+        let create = p.create.as_deref().expect("new chains");
         assert!(create.contains("add chain inet calico pl-in-db"));
-        let replaced: Vec<_> = p
-            .elements
-            .iter()
-            .filter_map(|op| match op {
-                ElementOp::Add {
-                    set,
-                    goto: Some(chain),
-                    ..
-                } => Some((set.as_str(), chain.as_str())),
-                _ => None,
-            })
-            .collect();
-        assert_eq!(replaced, [("ep-in", "pl-in-db"), ("ep-out", "pl-out-db")]);
-        assert!(p.prune.expect("old list chains go").contains("pl-out-web"));
+        assert!(
+            create.contains("@pl-ifaces-web"),
+            "web keeps its rules until it is empty"
+        );
+        assert_eq!(
+            element_sets(&p),
+            ["-pl-ifaces-web", "-t4-web", "+pl-ifaces-db"]
+        );
+        let prune = p.prune.expect("old list chains go");
+        assert!(prune.contains("pl-out-web") && !prune.contains("@pl-ifaces-web"));
+        assert!(
+            prune.contains("oifname @pl-ifaces-db goto pl-in-db"),
+            "{prune}"
+        );
     }
 
     #[test]

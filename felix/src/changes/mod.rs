@@ -10,8 +10,8 @@ use std::net::IpAddr;
 
 use crate::model::{DesiredState, Endpoint, Profile, TagMembers};
 use crate::nft::rule::Direction;
-use crate::nft::table::{list_chain_rules, used_tags};
-use crate::plan::{endpoint_elements, tag_elements, Plan, PlanBuilder};
+use crate::nft::table::{list_chain_rules, profile_lists, used_tags};
+use crate::plan::{endpoint_elements, tag_elements, Elements, Plan, PlanBuilder};
 
 /// One change to a host's desired state, as the sync stream delivers them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -192,6 +192,7 @@ pub fn plan_changes(current: &DesiredState, changes: &[Change]) -> Plan {
             }
         }
     }
+    let (mut created, mut gone) = (BTreeSet::new(), BTreeSet::new());
     for list in &lists {
         let leaving = t
             .endpoints
@@ -218,8 +219,12 @@ pub fn plan_changes(current: &DesiredState, changes: &[Change]) -> Plan {
             .count();
         let used_after = joining > 0 || users_before > leaving;
         match (users_before > 0, used_after) {
-            (false, true) => b.rewrite_list(list, after_profiles),
-            (true, false) => b.prune_list(list),
+            (false, true) => {
+                created.insert(list.clone());
+            }
+            (true, false) => {
+                gone.insert(list.clone());
+            }
             (true, true) if !t.profiles.is_empty() => {
                 for d in [Direction::Inbound, Direction::Outbound] {
                     if list_chain_rules(list, d, current)
@@ -233,6 +238,14 @@ pub fn plan_changes(current: &DesiredState, changes: &[Change]) -> Plan {
             (true, true) => {}
             (false, false) => {}
         }
+    }
+    // A list appeared or went (rare): the dispatch chains are rewritten with every list, which takes
+    // one pass over the endpoints.
+    if !created.is_empty() || !gone.is_empty() {
+        let before = profile_lists(current);
+        let mut after: BTreeSet<Vec<String>> = before.difference(&gone).cloned().collect();
+        after.extend(created);
+        b.change_lists(&before, &after, after_profiles);
     }
 
     // Elements: touched endpoints, touched tags, and whole sets of tags that became used.
@@ -253,7 +266,7 @@ pub fn plan_changes(current: &DesiredState, changes: &[Change]) -> Plan {
         let before = if was_used {
             tag_elements(tag, current.tags.get(tag))
         } else {
-            BTreeMap::new()
+            Elements::new()
         };
         b.diff_elements(before, after);
     }

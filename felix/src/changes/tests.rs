@@ -110,5 +110,49 @@ fn adding_one_endpoint_among_many_touches_only_its_elements() {
     ];
     let p = plan_changes(&current, &changes);
     assert!(p.create.is_none() && p.prune.is_none(), "{p:?}");
-    assert_eq!(p.elements.len(), 4);
+    // Its source, its interface in the list's set, its address in the tag: plain additions only.
+    assert_eq!(p.elements.len(), 3);
+    assert!(p
+        .elements
+        .iter()
+        .all(|op| matches!(op, crate::nft::elements::ElementOp::Add { .. })));
+}
+
+#[test]
+fn a_new_profile_list_and_the_last_endpoint_of_one_change_the_dispatch() {
+    let mut current = DesiredState::default();
+    current
+        .profiles
+        .insert("web".into(), profile(vec![0], false));
+    current.profiles.insert("db".into(), profile(vec![], false));
+    for n in 1..50u8 {
+        current
+            .endpoints
+            .insert(format!("ep{n}"), endpoint(n, vec![0]));
+    }
+    current
+        .endpoints
+        .insert("ep50".into(), endpoint(50, vec![1, 0]));
+    // ep51 brings a new list (db); ep50, the only one with [db, web], leaves.
+    let changes = [
+        Change::Endpoint("ep51".into(), Some(endpoint(51, vec![1]))),
+        Change::Endpoint("ep50".into(), None),
+    ];
+    let p = plan_changes(&current, &changes);
+    let mut after = current.clone();
+    fold(&mut after, &changes);
+    assert_eq!(p, plan(&current, &after));
+    let create = p.create.as_deref().expect("db's list");
+    assert!(
+        create.contains("add set inet calico pl-ifaces-db "),
+        "{create}"
+    );
+    assert!(create.contains("to-endpoint oifname @pl-ifaces-db goto pl-in-db"));
+    let prune = p.prune.as_deref().expect("[db, web] goes");
+    let gone = crate::nft::names::profile_list_set(&["db".into(), "web".into()]);
+    assert!(
+        prune.contains(&format!("delete set inet calico {gone}\n")),
+        "{prune}"
+    );
+    assert!(!prune.contains(&format!("@{gone}")), "{prune}");
 }

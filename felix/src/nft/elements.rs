@@ -1,4 +1,7 @@
-//! Set and map element changes as one nf_tables netlink batch (one kernel transaction).
+//! Set element changes as one nf_tables netlink batch (one kernel transaction).
+//!
+//! Only plain elements (keys, no data): Felix keeps no verdict maps, so an element change never makes
+//! the kernel re-validate the table's jumps on commit.
 //!
 //! Pure: element keys in the kernel's layout and the batch bytes. The kernel lays out a concatenated key
 //! component by component, each padded to 4 bytes: an interface name is 16 bytes (IFNAMSIZ, NUL-padded),
@@ -21,24 +24,15 @@ const NFTA_SET_ELEM_LIST_SET: u16 = 2;
 const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
 const NFTA_LIST_ELEM: u16 = 1;
 const NFTA_SET_ELEM_KEY: u16 = 1;
-const NFTA_SET_ELEM_DATA: u16 = 2;
 const NFTA_DATA_VALUE: u16 = 1;
-const NFTA_DATA_VERDICT: u16 = 2;
-const NFTA_VERDICT_CODE: u16 = 1;
-const NFTA_VERDICT_CHAIN: u16 = 2;
-const NFT_GOTO: i32 = -4;
 /// Element bytes per message: a nested attribute's length is 16 bits.
 const MAX_ELEMENTS_BYTES: usize = 48 * 1024;
 
 /// One element change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ElementOp {
-    /// Adds `key` to `set`; in a verdict map, mapped to `goto <chain>`.
-    Add {
-        set: String,
-        key: Vec<u8>,
-        goto: Option<String>,
-    },
+    /// Adds `key` to `set`.
+    Add { set: String, key: Vec<u8> },
     /// Removes `key` from `set`.
     Delete { set: String, key: Vec<u8> },
 }
@@ -85,8 +79,8 @@ pub fn key_src_v6(iface: &str, ip: Ipv6Addr, mac: Mac) -> Vec<u8> {
 }
 
 /// The bytes of one batch (begin, the element messages, end) and the sequence numbers that the kernel
-/// will acknowledge. Deletes go before adds, so replacing a map entry is a delete and an add of the
-/// same key in one transaction. `next_seq` hands out sequence numbers.
+/// will acknowledge. Deletes go before adds, so moving an interface from one set to another never
+/// leaves it in both. `next_seq` hands out sequence numbers.
 pub fn encode_batch(ops: &[ElementOp], mut next_seq: impl FnMut() -> u32) -> (Vec<u8>, Vec<u32>) {
     let mut bytes = Vec::new();
     let mut acked = Vec::new();
@@ -119,20 +113,10 @@ pub fn encode_batch(ops: &[ElementOp], mut next_seq: impl FnMut() -> u32) -> (Ve
             && m.len() - start < MAX_ELEMENTS_BYTES
         {
             m.begin_nest(NFTA_LIST_ELEM);
-            let (key, goto) = match ordered[i] {
-                ElementOp::Add { key, goto, .. } => (key, goto.as_deref()),
-                ElementOp::Delete { key, .. } => (key, None),
-            };
+            let (ElementOp::Add { key, .. } | ElementOp::Delete { key, .. }) = ordered[i];
             m.begin_nest(NFTA_SET_ELEM_KEY)
                 .attr(NFTA_DATA_VALUE, key)
                 .end_nest();
-            if let Some(chain) = goto {
-                m.begin_nest(NFTA_SET_ELEM_DATA)
-                    .begin_nest(NFTA_DATA_VERDICT);
-                m.attr(NFTA_VERDICT_CODE, &NFT_GOTO.to_be_bytes());
-                m.attr_str(NFTA_VERDICT_CHAIN, chain);
-                m.end_nest().end_nest();
-            }
             m.end_nest();
             i += 1;
         }
@@ -233,30 +217,27 @@ mod tests {
         let mut seq = 0;
         let ops = vec![
             ElementOp::Add {
-                set: "ep-out".into(),
+                set: "pl-ifaces-web".into(),
                 key: key_ifname("cali1"),
-                goto: Some("pl-out-web".into()),
             },
             ElementOp::Add {
-                set: "ep-out".into(),
+                set: "pl-ifaces-web".into(),
                 key: key_ifname("cali2"),
-                goto: Some("pl-out-web".into()),
             },
             ElementOp::Delete {
-                set: "ep-out".into(),
+                set: "pl-ifaces-web".into(),
                 key: key_ifname("cali1"),
             },
             ElementOp::Add {
                 set: "t4-web".into(),
                 key: vec![10, 65, 0, 2],
-                goto: None,
             },
         ];
         let (bytes, acked) = encode_batch(&ops, || {
             seq += 1;
             seq
         });
-        // begin (1), delete ep-out (2), add ep-out x2 (3), add t4-web (4), end (5)
+        // begin (1), delete pl-ifaces-web (2), add pl-ifaces-web x2 (3), add t4-web (4), end (5)
         assert_eq!(acked, [2, 3, 4]);
         let types: Vec<u16> = messages(&bytes)
             .iter()
@@ -264,7 +245,7 @@ mod tests {
             .collect();
         assert_eq!(types, [0x10, 0x0a0e, 0x0a0c, 0x0a0c, 0x11]);
         let text = String::from_utf8_lossy(&bytes);
-        assert!(text.contains("pl-out-web") && text.contains("calico"));
+        assert!(text.contains("pl-ifaces-web") && text.contains("calico"));
     }
 
     #[test]
@@ -273,7 +254,6 @@ mod tests {
             .map(|i| ElementOp::Add {
                 set: "t4-big".into(),
                 key: i.to_be_bytes().to_vec(),
-                goto: None,
             })
             .collect();
         let mut seq = 0;

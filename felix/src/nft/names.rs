@@ -26,15 +26,42 @@ pub fn profile_chain(profile: &str, direction: &str) -> String {
     ident(&format!("p-{direction}-"), profile)
 }
 
+/// The id of an ordered list of profiles: the profile's name (or its hash) for a list of one, a hash of
+/// the names otherwise. The list's chains and interface set are named after it.
+pub fn profile_list_id(profiles: &[String]) -> String {
+    if let [only] = profiles {
+        return ident("", only);
+    }
+    format!("h{:016x}", fnv1a(profiles.join("\n").as_bytes()))
+}
+
 /// The chain that tries a list of profiles in order, for one direction.
 pub fn profile_list_chain(profiles: &[String], direction: &str) -> String {
-    if let [only] = profiles {
-        return ident(&format!("pl-{direction}-"), only);
+    format!("pl-{direction}-{}", profile_list_id(profiles))
+}
+
+/// The set of the interfaces of the endpoints that have this list of profiles (both directions use it).
+pub fn profile_list_set(profiles: &[String]) -> String {
+    format!("pl-ifaces-{}", profile_list_id(profiles))
+}
+
+/// `text` made safe inside a double-quoted nftables comment: no quotes, backslashes or control
+/// characters, and short enough for the kernel's 256-byte user data.
+pub fn comment(text: &str) -> String {
+    const MAX: usize = 200;
+    let mut out = String::new();
+    for c in text.chars() {
+        if out.len() + c.len_utf8() > MAX {
+            out.push_str("...");
+            break;
+        }
+        out.push(if c == '"' || c == '\\' || c.is_control() {
+            '?'
+        } else {
+            c
+        });
     }
-    format!(
-        "pl-{direction}-h{:016x}",
-        fnv1a(profiles.join("\n").as_bytes())
-    )
+    out
 }
 
 /// The set of a tag's addresses for one IP version.
@@ -58,6 +85,7 @@ mod tests {
         assert_eq!(profile_chain("web", "in"), "p-in-web");
         assert_eq!(tag_set("db.prod-1", 6), "t6-db.prod-1");
         assert_eq!(profile_list_chain(&["web".into()], "out"), "pl-out-web");
+        assert_eq!(profile_list_set(&["web".into()]), "pl-ifaces-web");
     }
 
     #[test]
@@ -75,5 +103,17 @@ mod tests {
         let ab = profile_list_chain(&["a".into(), "b".into()], "in");
         let ba = profile_list_chain(&["b".into(), "a".into()], "in");
         assert_ne!(ab, ba);
+        assert!(ab.starts_with("pl-in-h") && ab.len() == 6 + 1 + 16, "{ab}");
+        assert_eq!(
+            profile_list_set(&["a".into(), "b".into()]),
+            format!("pl-ifaces-{}", &ab[6..])
+        );
+    }
+
+    #[test]
+    fn comments_cannot_break_the_script() {
+        assert_eq!(comment("a \"b\"\\\n"), "a ?b???");
+        let long = comment(&"é".repeat(300));
+        assert!(long.len() <= 203 && long.ends_with("..."), "{long}");
     }
 }
