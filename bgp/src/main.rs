@@ -150,6 +150,7 @@ fn main() -> Result<()> {
     match cli.command {
         Command::Version => println!("calico-bgp {}", env!("CARGO_PKG_VERSION")),
         Command::Run(args) => {
+            calico_bgp::speaker::sys::return_large_frees_to_the_kernel();
             tracing_subscriber::fmt()
                 .with_env_filter(
                     tracing_subscriber::EnvFilter::try_from_default_env()

@@ -16,14 +16,18 @@ use calico_netlink::socket::Socket;
 use calico_netlink::{Message, NLM_F_REQUEST};
 use tokio::sync::{mpsc, oneshot};
 
+use super::held::Held;
 use super::metrics::FibStats;
 use super::{Error, FibSettings};
 use crate::fib::{Fib, Prefix};
-use crate::rib::hash::{FastMap, FastSet};
+use crate::rib::hash::FastSet;
 
 const RTA_DST: u16 = 1;
 const ENETUNREACH: i32 = 101;
 const ESRCH: i32 = 3;
+/// Changes written per pass at most: coalescing stops here, so a burst of 100,000 routes is written in
+/// passes of this many instead of piling up (with a sorted copy) in one, which costs memory and buys no speed.
+const WINDOW: usize = 8192;
 
 /// A route's gateways, sorted; shared between the routes of one UPDATE.
 pub(super) type Gateways = Arc<[IpAddr]>;
@@ -74,7 +78,7 @@ pub(super) fn start(settings: &FibSettings, sweep_now: bool) -> Result<(FibHandl
     let mut fib = Fib::new(None, settings.table, settings.protocol)?;
     let read = fib.read()?;
     let adopted = read.len();
-    let mut have = FastMap::default();
+    let mut have = Held::default();
     let mut left = FastSet::default();
     if sweep_now && adopted > 0 {
         let gone: Vec<(Prefix, Option<&[IpAddr]>)> = read.keys().map(|p| (*p, None)).collect();
@@ -90,7 +94,7 @@ pub(super) fn start(settings: &FibSettings, sweep_now: bool) -> Result<(FibHandl
         );
         for (p, gws) in read {
             left.insert(p);
-            have.insert(p, Gateways::from(gws));
+            have.insert(p, &Gateways::from(gws));
         }
     }
     let (tx, rx) = mpsc::unbounded_channel();
@@ -115,7 +119,7 @@ struct FibTask {
     fib: Fib,
     stats: Arc<FibStats>,
     /// Our routes in the kernel, under the gateways the RIB asked for.
-    have: FastMap<Prefix, Gateways>,
+    have: Held,
     /// Routes a previous run left that no change has touched yet (removed by the sweep).
     left: FastSet<Prefix>,
     swept: bool,
@@ -130,7 +134,11 @@ impl FibTask {
             let mut next = Some(first);
             let mut sweep = false;
             let mut stop = None;
-            while let Some(op) = next.take().or_else(|| rx.try_recv().ok()) {
+            // Coalesce what queued up, up to a window; the rest waits for the next pass, in order.
+            while let Some(op) = next
+                .take()
+                .or_else(|| (pending.len() < WINDOW).then(|| rx.try_recv().ok())?)
+            {
                 match op {
                     FibOp::Routes(list) => {
                         if !self.left.is_empty() {
@@ -149,7 +157,7 @@ impl FibTask {
                 }
             }
             if matches!(stop, Some((true, _))) {
-                pending.extend(self.have.keys().map(|p| (*p, None)));
+                pending.extend(self.have.prefixes().map(|p| (p, None)));
             }
             if sweep && !self.swept {
                 self.swept = true;
@@ -166,28 +174,34 @@ impl FibTask {
     }
 
     /// Writes the changes in `pending` (in order; the last change of a prefix wins) that differ from
-    /// what the kernel holds, in prefix order.
-    fn sync(&mut self, pending: &mut [(Prefix, Option<Gateways>)]) {
+    /// what the kernel holds, in prefix order. `pending` is reordered and cut down to those in place.
+    fn sync(&mut self, pending: &mut Vec<(Prefix, Option<Gateways>)>) {
         let started = Instant::now();
+        let queued = pending.len();
         // A stable sort keeps each prefix's changes in order; the last of each run is the one to apply.
         pending.sort_by_key(|a| a.0);
-        let mut ops: Vec<(Prefix, Option<Gateways>)> = Vec::with_capacity(pending.len());
-        for (i, (p, gws)) in pending.iter().enumerate() {
-            if pending.get(i + 1).is_some_and(|n| n.0 == *p) {
+        let mut kept = 0;
+        for i in 0..pending.len() {
+            if pending.get(i + 1).is_some_and(|n| n.0 == pending[i].0) {
                 continue;
             }
+            let (p, gws) = &pending[i];
             let differs = match gws {
                 Some(g) => self.have.get(p) != Some(g),
-                None => self.have.contains_key(p),
+                None => self.have.contains(p),
             };
             if differs {
-                ops.push((*p, gws.clone()));
+                // Everything before `i` is decided, so the slot at `i` may take what `kept` held.
+                pending.swap(kept, i);
+                kept += 1;
             }
         }
+        pending.truncate(kept);
+        let ops = &pending[..];
         if ops.is_empty() {
             return;
         }
-        let failed = match self.fib.write(&ops) {
+        let failed = match self.fib.write(ops) {
             Ok(f) => f,
             Err(e) => {
                 tracing::error!(error = %e, "kernel FIB update failed");
@@ -208,9 +222,7 @@ impl FibTask {
                 _ => None,
             };
             match (gws, errno) {
-                (Some(g), None) => {
-                    self.have.insert(*p, g.clone());
-                }
+                (Some(g), None) => self.have.insert(*p, g),
                 (Some(g), Some(ENETUNREACH)) => {
                     let resolved = self.resolve(g);
                     if !resolved.is_empty() && resolved[..] != g[..] {
@@ -241,7 +253,7 @@ impl FibTask {
                             tracing::warn!(prefix = %p.0, len = p.1, ?resolved, "resolved next hop refused");
                         } else {
                             // Recorded under the wanted gateways, so an unchanged route is not rewritten.
-                            self.have.insert(p, wanted);
+                            self.have.insert(p, &wanted);
                         }
                     }
                 }
@@ -252,7 +264,7 @@ impl FibTask {
             .record(ops.len(), refused, started.elapsed(), self.have.len());
         tracing::debug!(
             changes = ops.len(),
-            queued = pending.len(),
+            queued,
             took_us = started.elapsed().as_micros() as u64,
             "kernel FIB written"
         );

@@ -24,6 +24,7 @@ mod conn;
 pub mod control;
 mod core;
 mod fibtask;
+mod held;
 pub mod metrics;
 mod peers;
 pub mod spec;

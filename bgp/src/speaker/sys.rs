@@ -1,7 +1,9 @@
-//! The one syscall the speaker needs that no safe wrapper offers: `setsockopt(TCP_MD5SIG)` (RFC 2385).
+//! The two libc calls the speaker needs that no safe wrapper offers: `setsockopt(TCP_MD5SIG)` (RFC 2385)
+//! and, for the process that runs it, `mallopt(M_MMAP_THRESHOLD)`.
 //!
 //! Role: set or remove the TCP MD5 signature key for one peer address on a socket (a listener: the key
-//! applies to connections from that address; a connecting socket: to its connection).
+//! applies to connections from that address; a connecting socket: to its connection); and keep the
+//! allocator from holding on to the memory of large tables once they are freed.
 //! Inputs: a socket, the peer's address, the key (empty removes it).
 //! Outputs: the syscall's result as an `io::Result`.
 //!
@@ -68,6 +70,22 @@ pub fn set_tcp_md5sig(socket: &impl AsFd, peer: IpAddr, key: &[u8]) -> io::Resul
         Ok(())
     } else {
         Err(io::Error::last_os_error())
+    }
+}
+
+/// Large allocations (64 KiB and up: the RIB's and the FIB task's hash tables, queued route batches) get
+/// their own mappings, returned to the kernel when freed. glibc's default threshold grows to the size of
+/// the largest block freed, after which a table that doubles leaves its old copy in the heap, where it
+/// counts in the resident set: with 100,000 routes that was a quarter of the speaker's peak (49 MB against
+/// 36 MB measured by `bgp-converge`). Call it once at process start, before other threads exist; it is a
+/// process-wide setting, so the binaries call it, not the library. A no-op where the C library is not glibc.
+pub fn return_large_frees_to_the_kernel() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: `mallopt` takes two integers and changes only the allocator's tuning; called before any
+        // other thread is started, so no allocation is in progress concurrently.
+        #[allow(unsafe_code)]
+        let _ = unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 64 * 1024) };
     }
 }
 

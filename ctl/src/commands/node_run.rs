@@ -97,6 +97,8 @@ pub fn run(global: &GlobalOpts, args: &RunArgs) -> anyhow::Result<()> {
         resync_interval: Duration::from_secs(args.resync_interval.max(1)),
         report_interval: Duration::from_secs(args.report_interval.max(1)),
     };
+    // The node holds the BGP speaker's tables: let their freed copies go back to the kernel.
+    calico_bgp::speaker::sys::return_large_frees_to_the_kernel();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
