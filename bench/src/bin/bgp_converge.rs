@@ -28,12 +28,15 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
+use calico_bench::bgp_lab::{
+    bgp_bin, bird_header, bird_static, birdc, hwm_kib, netns, preflight, proc_text, route,
+    start_bird, Series,
+};
 use calico_bgp::netlink::route::{
     del_prefix_route, dump_routes, parse_route, route_gateways, set_gateway_route, GatewayRoute,
     RTM_NEWROUTE,
 };
 use calico_bgp::netlink::socket::Socket;
-use calico_lab::cmd::Cmd;
 use calico_lab::procs::Daemon;
 use calico_lab::wait::wait_until;
 use calico_lab::{Host, Lab};
@@ -77,45 +80,6 @@ const FLOOR_PROTOCOL: u8 = 99;
 /// 85 bytes, an ARP frame 42).
 const RX_START: u64 = 300;
 
-fn route(i: u32) -> Ipv4Addr {
-    Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 96, 0, 0)) + i)
-}
-
-fn netns(host: &Host) -> PathBuf {
-    PathBuf::from("/run/netns").join(&host.ns)
-}
-
-fn birdc(sock: &Path, command: &str) -> Result<String> {
-    let mut argv = vec!["birdc".to_string(), "-s".into(), sock.display().to_string()];
-    argv.extend(command.split_whitespace().map(String::from));
-    Ok(Cmd::new(argv)
-        .timeout(Duration::from_secs(20))
-        .run()?
-        .stdout)
-}
-
-fn start_bird(lab: &Lab, host: &Host, name: &str, config: &str) -> Result<(Daemon, PathBuf)> {
-    let conf = lab.dir().join(format!("{name}.conf"));
-    let sock = lab.dir().join(format!("{name}.ctl"));
-    let pid = lab.dir().join(format!("{name}.pid"));
-    std::fs::write(&conf, config)?;
-    let argv = [
-        "bird".to_string(),
-        "-f".into(),
-        "-c".into(),
-        conf.display().to_string(),
-        "-s".into(),
-        sock.display().to_string(),
-        "-P".into(),
-        pid.display().to_string(),
-    ];
-    let daemon = lab.spawn(name, &host.place(), &argv)?;
-    wait_until(Duration::from_secs(30), "BIRD's control socket", || {
-        Ok(birdc(&sock, "show status").is_ok_and(|o| o.contains("Daemon is up")))
-    })?;
-    Ok((daemon, sock))
-}
-
 /// A BIRD sender: the static routes and one disabled session to each receiver.
 struct Sender {
     sock: PathBuf,
@@ -125,14 +89,8 @@ struct Sender {
 impl Sender {
     fn start(lab: &Lab, host: &Host, ours: &Host, bird: &Host, routes: u32) -> Result<Sender> {
         let me = host.ip;
-        let mut conf = format!(
-            "log stderr {{ warning, error, fatal, bug }};\nrouter id {me};\n\
-             protocol device {{ scan time 60; }}\nprotocol static s4 {{\n  ipv4;\n  disabled;\n"
-        );
-        for i in 0..routes {
-            conf.push_str(&format!("  route {}/32 blackhole;\n", route(i)));
-        }
-        conf.push_str("}\n");
+        let mut conf = bird_header(me);
+        conf.push_str(&bird_static("s4", routes, true));
         for (name, peer) in [("to_ours", ours.ip), ("to_bird", bird.ip)] {
             conf.push_str(&format!(
                 "protocol bgp {name} {{\n  local {me} as {SENDER_AS};\n  neighbor {peer} as {RECEIVER_AS};\n  \
@@ -172,8 +130,7 @@ struct Receiver {
 
 impl Receiver {
     fn proc(&self, what: &str) -> Result<String> {
-        let path = format!("/proc/{}/{what}", self.daemon.pid());
-        std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))
+        proc_text(self.daemon.pid(), what)
     }
 
     /// IPv4 prefixes in the namespace's main trie.
@@ -201,11 +158,7 @@ impl Receiver {
 
     /// Peak resident set size in KiB.
     fn hwm_kib(&self) -> Result<u64> {
-        let text = self.proc("status")?;
-        text.lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .context("VmHWM")
+        hwm_kib(self.daemon.pid())
     }
 }
 
@@ -392,55 +345,10 @@ fn floor(host: &Host, gw: Ipv4Addr, routes: u32, batch: usize) -> Result<(Durati
     Ok((install, delete))
 }
 
-#[derive(Default)]
-struct Series(Vec<Duration>);
-
-impl Series {
-    fn median(&self) -> f64 {
-        let mut v: Vec<f64> = self.0.iter().map(|d| d.as_secs_f64()).collect();
-        v.sort_by(|a, b| a.total_cmp(b));
-        match v.len() {
-            0 => f64::NAN,
-            n if n % 2 == 1 => v[n / 2],
-            n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-        }
-    }
-
-    fn show(&self) -> String {
-        let min = self.0.iter().min().map_or(f64::NAN, |d| d.as_secs_f64());
-        let max = self.0.iter().max().map_or(f64::NAN, |d| d.as_secs_f64());
-        format!("{:.3} s ({min:.3}–{max:.3})", self.median())
-    }
-}
-
-fn bgp_bin(args: &Args) -> Result<PathBuf> {
-    if let Some(p) = &args.bgp_bin {
-        return Ok(p.clone());
-    }
-    let exe = std::env::current_exe()?;
-    let p = exe.with_file_name("calico-bgp");
-    ensure!(
-        p.is_file(),
-        "{} not found: cargo build --release -p calico-bgp, or --bgp-bin",
-        p.display()
-    );
-    Ok(p)
-}
-
 fn main() -> Result<()> {
     let args = Args::parse();
-    let status = std::fs::read_to_string("/proc/self/status")?;
-    ensure!(
-        status
-            .lines()
-            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0")),
-        "needs root"
-    );
-    ensure!(
-        Cmd::new(["sh", "-c", "command -v bird && command -v birdc"]).succeeds()?,
-        "BIRD 2 is missing: apt-get install -y bird2"
-    );
-    let bin = bgp_bin(&args)?;
+    preflight()?;
+    let bin = bgp_bin(args.bgp_bin.as_deref())?;
     Lab::builder("bgpconv")
         .hosts(2 + SENDERS)
         .run(|lab| bench(lab, &args, &bin))
@@ -486,10 +394,9 @@ fn bench(lab: &Lab, args: &Args, bin: &Path) -> Result<()> {
         proto: "to_ours",
         daemon: lab.spawn("ours", &h1.place(), &argv)?,
     };
-    let mut bird_conf = format!(
-        "log stderr {{ warning, error, fatal, bug }};\nrouter id {};\nprotocol device {{ scan time 60; }}\n\
-         protocol kernel k4 {{ ipv4 {{ import none; export all; }}; merge paths on limit 4; learn off; scan time 3600; }}\n",
-        h2.ip
+    let mut bird_conf = bird_header(h2.ip);
+    bird_conf.push_str(
+        "protocol kernel k4 { ipv4 { import none; export all; }; merge paths on limit 4; learn off; scan time 3600; }\n",
     );
     for i in 3..3 + SENDERS {
         bird_conf.push_str(&format!(
