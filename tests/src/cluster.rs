@@ -79,8 +79,30 @@ impl<'a> Cluster<'a> {
         Ok(c)
     }
 
+    /// A cluster whose master the test started some other way (e.g. as a container on a lab host), at
+    /// `url`; waits until it answers. [`Cluster::start_master`] and `stop_master` do nothing for it.
+    pub fn attach(lab: &'a Lab, url: String) -> Result<Cluster<'a>> {
+        lab.docker()?;
+        let c = Cluster {
+            lab,
+            url,
+            master_args: Vec::new(),
+            master: None,
+            master_starts: 0,
+            nodes: BTreeMap::new(),
+            node_starts: BTreeMap::new(),
+        };
+        wait_until(Duration::from_secs(30), "the master answers", || {
+            c.ctl(&["pool", "show"]).succeeds()
+        })?;
+        Ok(c)
+    }
+
     /// (Re)starts the master with the same arguments and waits until it answers.
     pub fn start_master(&mut self) -> Result<()> {
+        if self.master_args.is_empty() {
+            return Ok(());
+        }
         self.master_starts += 1;
         let bin = workspace_bin("calicoctl").display().to_string();
         let mut argv = vec![bin];

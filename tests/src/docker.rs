@@ -299,3 +299,99 @@ fn lock(file: &str) -> Result<fs::File> {
     rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive)?;
     Ok(f)
 }
+
+/// A dockerd of its own inside a lab host's network namespace, so that `--net=host` containers (calico-node
+/// and the master run as containers) land in that host's namespace and never in the machine's.
+///
+/// It runs in the host's network namespace and a private mount namespace (`nsenter --net` then `unshare
+/// --mount --propagation slave`; not `ip netns exec`, whose fresh /sys hides the cgroup mounts dockerd
+/// needs), with its socket, data and state under the lab's directory. Dropping it removes every container
+/// it holds, then stops it (and with it its containerd), before the lab goes.
+pub struct HostDockerd {
+    dir: PathBuf,
+    daemon: Option<procs::Daemon>,
+}
+
+impl HostDockerd {
+    /// Starts it for `host` of `lab` and waits until it answers.
+    pub fn start(lab: &crate::Lab, host: &crate::Host) -> Result<HostDockerd> {
+        let dir = lab.dir().join(format!("dockerd-{}", host.name));
+        fs::create_dir_all(&dir)?;
+        let path = |p: &str| dir.join(p).display().to_string();
+        let argv = vec![
+            "nsenter".to_string(),
+            format!("--net=/run/netns/{}", host.ns),
+            "unshare".into(),
+            "--mount".into(),
+            "--propagation".into(),
+            "slave".into(),
+            "dockerd".into(),
+            "--host".into(),
+            format!("unix://{}", path("docker.sock")),
+            "--data-root".into(),
+            path("data"),
+            "--exec-root".into(),
+            path("exec"),
+            "--pidfile".into(),
+            path("docker.pid"),
+            "--iptables=false".into(),
+            "--ip6tables=false".into(),
+            "--bridge=none".into(),
+        ];
+        let daemon = lab.spawn(&format!("dockerd-{}", host.name), &Place::Root, &argv)?;
+        let d = HostDockerd {
+            dir,
+            daemon: Some(daemon),
+        };
+        wait_until(
+            Duration::from_secs(60),
+            "the host's dockerd answers",
+            || {
+                Ok(d.cli(&["version", "--format", "{{.Server.Version}}"])
+                    .succeeds()?)
+            },
+        )?;
+        Ok(d)
+    }
+
+    /// Its API socket.
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join("docker.sock")
+    }
+
+    /// The `docker` CLI pointed at it.
+    pub fn cli(&self, args: &[&str]) -> Cmd {
+        let host = format!("unix://{}", self.socket().display());
+        let mut argv = vec!["docker", "-H", host.as_str()];
+        argv.extend_from_slice(args);
+        Cmd::new(argv).timeout(Duration::from_secs(60))
+    }
+
+    /// Copies `image` from the machine's dockerd into this one (no registry can be reached).
+    pub fn load_image(&self, image: &str) -> Result<()> {
+        let script = format!(
+            "docker save '{image}' | docker -H 'unix://{}' load",
+            self.socket().display()
+        );
+        Cmd::new(["sh", "-c", script.as_str()])
+            .timeout(Duration::from_secs(120))
+            .run()
+            .with_context(|| format!("copying {image} into the host's dockerd"))?;
+        Ok(())
+    }
+}
+
+impl Drop for HostDockerd {
+    fn drop(&mut self) {
+        if let Ok(ids) = self.cli(&["ps", "-aq"]).stdout() {
+            let mut args = vec!["rm", "-f"];
+            args.extend(ids.split_whitespace());
+            if args.len() > 2 {
+                let _ = self.cli(&args).run();
+            }
+        }
+        if let Some(mut d) = self.daemon.take() {
+            d.stop(Duration::from_secs(30));
+        }
+    }
+}

@@ -4,9 +4,10 @@
 //!
 //! No registry may be reachable, so the image is built locally when missing: a root filesystem holding
 //! this very `calicoctl` binary and the host tools Felix runs (`nft`, `iptables`, `ip6tables`) with the
-//! shared libraries `ldd` names for each, imported with `docker import`. The node container is privileged,
-//! on the host's network, in the host's PID namespace (so containers' namespaces are reached by PID), with
-//! the Docker socket and /var/lib/calico mounted, and restarts always.
+//! shared libraries `ldd` names for each, imported with `docker import`. The node container has the
+//! capabilities it needs (see [`NODE_PRIVILEGES`]; not `--privileged`), is on the host's network, in the
+//! host's PID namespace (so containers' namespaces are reached by PID), with the Docker socket and the data
+//! directory (`--data-dir`, default /var/lib/calico) mounted at their own paths, and restarts always.
 //!
 //! Inputs: the arguments and the host's Docker (through the `docker` CLI at `--docker-socket`). Outputs:
 //! the running container, or a message saying what to do.
@@ -58,6 +59,9 @@ pub struct NodeStartArgs {
     /// Do not create the default pools.
     #[arg(long)]
     pub no_default_pools: bool,
+    /// The host directory for the node's state (`<DIR>/node/<HOST>`), mounted at the same path.
+    #[arg(long, value_name = "DIR", default_value = DATA_DIR)]
+    pub data_dir: PathBuf,
 }
 
 /// `calicoctl master --ip=<IP>` (no subcommand).
@@ -72,6 +76,36 @@ pub struct MasterStartArgs {
     /// The Docker daemon's socket.
     #[arg(long, value_name = "PATH", default_value = "/var/run/docker.sock")]
     pub docker_socket: PathBuf,
+    /// The host directory for the embedded store (`<DIR>/master.db`), mounted at the same path.
+    #[arg(long, value_name = "DIR", default_value = DATA_DIR)]
+    pub data_dir: PathBuf,
+}
+
+/// Where both containers keep their state, on the host and inside.
+const DATA_DIR: &str = "/var/lib/calico";
+
+/// What calico-node needs instead of `--privileged`: routes, firewall and interfaces (NET_ADMIN, NET_RAW),
+/// entering containers' network namespaces by PID (SYS_ADMIN, SYS_PTRACE, no seccomp or AppArmor filter)
+/// and writing interface sysctls (/proc/sys writable). `--privileged` would also grant every other
+/// capability, and it fails outright where the host's own capability bounding set lacks one of them (a
+/// host that is itself a container or sandbox: runc then answers "unable to apply caps").
+const NODE_PRIVILEGES: &[&str] = &[
+    "--cap-add=NET_ADMIN",
+    "--cap-add=NET_RAW",
+    "--cap-add=SYS_ADMIN",
+    "--cap-add=SYS_PTRACE",
+    "--security-opt=seccomp=unconfined",
+    "--security-opt=apparmor=unconfined",
+    "--security-opt=systempaths=unconfined",
+];
+
+/// The `-v` that mounts `dir` into the container at the same path (created first: a missing source would
+/// become a directory made by Docker). The same path inside and out matters: the node hands Docker paths
+/// under its state directory (the containers' init wrapper) as bind-mount sources, which Docker resolves
+/// on the host.
+fn data_volume(dir: &Path) -> anyhow::Result<[String; 2]> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    Ok(["-v".into(), format!("{0}:{0}", dir.display())])
 }
 
 fn docker(socket: &Path) -> Command {
@@ -244,16 +278,16 @@ pub fn start_node(global: &GlobalOpts, args: &NodeStartArgs) -> anyhow::Result<(
         "-d",
         "--name",
         "calico-node",
-        "--privileged",
         "--net=host",
         "--pid=host",
         "--restart=always",
     ]
     .map(String::from)
     .to_vec();
+    a.extend(NODE_PRIVILEGES.iter().map(|s| s.to_string()));
     a.push("-v".into());
     a.push(format!("{0}:{0}", socket.display()));
-    a.extend(["-v".into(), "/var/lib/calico:/var/lib/calico".into()]);
+    a.extend(data_volume(&args.data_dir)?);
     if let Some(t) = &global.token_file {
         a.push("-v".into());
         a.push(format!("{0}:{0}:ro", t.display()));
@@ -270,6 +304,8 @@ pub fn start_node(global: &GlobalOpts, args: &NodeStartArgs) -> anyhow::Result<(
         ip.to_string(),
         "--name".into(),
         name.clone(),
+        "--state-dir".into(),
+        args.data_dir.join("node").join(&name).display().to_string(),
     ]);
     if let Some(ip6) = args.ip6 {
         a.extend(["--ip6".into(), ip6.to_string()]);
@@ -309,11 +345,10 @@ pub fn start_master(global: &GlobalOpts, args: &MasterStartArgs) -> anyhow::Resu
         "calico-master",
         "--net=host",
         "--restart=always",
-        "-v",
-        "/var/lib/calico:/var/lib/calico",
     ]
     .map(String::from)
     .to_vec();
+    a.extend(data_volume(&args.data_dir)?);
     if let Some(t) = &global.token_file {
         a.push("-v".into());
         a.push(format!("{0}:{0}:ro", t.display()));
@@ -329,6 +364,8 @@ pub fn start_master(global: &GlobalOpts, args: &MasterStartArgs) -> anyhow::Resu
         format!("{ip}:9900"),
         "--listen".into(),
         "127.0.0.1:9900".into(),
+        "--datastore".into(),
+        args.data_dir.join("master.db").display().to_string(),
     ]);
     let id = run_docker(socket, &a)?;
     println!("calico-master is running as container {} on {ip}:9900; point nodes at --master http://{ip}:9900", short(&id));
