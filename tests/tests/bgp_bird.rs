@@ -516,8 +516,22 @@ fn the_hold_timer_expires_when_packets_are_dropped() -> Result<()> {
 /// ours resolves it recursively to the ToR on its subnet (as BIRD does with `gateway recursive`).
 #[test]
 fn ebgp_multihop_through_the_tor_resolves_next_hops_recursively() -> Result<()> {
+    multihop_through_the_tor("bgpbirdmh", THEIRS, "hold=9,multihop=2")
+}
+
+/// iBGP between subnets, as with a route reflector or a peer in another rack: the same AS on both sides,
+/// two hops apart. iBGP sessions are multihop without being told (our TTL is the kernel's default), and
+/// iBGP leaves the next hop alone, so both resolve it recursively as above.
+#[test]
+fn ibgp_multihop_through_the_tor_resolves_next_hops_recursively() -> Result<()> {
+    multihop_through_the_tor("bgpbirdimh", OURS, "hold=9")
+}
+
+/// Our speaker on h1 (subnet A) and BIRD in AS `bird_as` on h2 (subnet B, behind the ToR), each announcing
+/// one /24; `peer_opts` are our `--peer` options for BIRD besides its address and AS.
+fn multihop_through_the_tor(lab_name: &str, bird_as: u32, peer_opts: &str) -> Result<()> {
     preflight()?;
-    Lab::builder("bgpbirdmh")
+    Lab::builder(lab_name)
         .hosts(1)
         .hosts_behind_tor(1)
         .run(|lab| {
@@ -535,7 +549,7 @@ fn ebgp_multihop_through_the_tor_resolves_next_hops_recursively() -> Result<()> 
                 bird_bgp(
                     "ours",
                     &a2,
-                    THEIRS,
+                    bird_as,
                     &a1,
                     OURS,
                     "ipv4 { import all; export where net ~ [ 10.65.0.0/16+ ]; };",
@@ -543,17 +557,18 @@ fn ebgp_multihop_through_the_tor_resolves_next_hops_recursively() -> Result<()> 
                 )
             );
             let bird = Bird::start(lab, h2, "bird", &conf)?;
+            let asn = OURS.to_string();
             let ours = Ours::start(
                 lab,
                 h1,
                 "ours",
                 &[
                     "--asn",
-                    "65001",
+                    &asn,
                     "--router-id",
                     &a1,
                     "--peer",
-                    &format!("{a2},as=65002,hold=9,multihop=2"),
+                    &format!("{a2},as={bird_as},{peer_opts}"),
                     "--announce",
                     "10.65.1.0/24",
                 ],
