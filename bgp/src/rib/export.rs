@@ -16,15 +16,21 @@
 //! Unrecognised transitive attributes of learned routes get the Partial bit; non-transitive ones are dropped.
 //! Towards a 2-byte speaker AS_TRANS, AS4_PATH and AS4_AGGREGATOR are generated.
 
-use super::hash::FastMap;
+use std::collections::hash_map::Entry;
 use std::net::IpAddr;
+use std::ops::Deref;
 use std::sync::Arc;
 
 use super::as4;
+use super::dest::Dest;
+use super::hash::FastMap;
+use super::intern::AttrTable;
+use super::loc::Loc;
+use super::peer::PeerSession;
 use super::peer::RibConfig;
 use super::policy::{apply, first_match};
-use super::table::{PeerState, Rib};
-use super::{Changes, RouteAttrs, Source};
+use super::table::{source, PeerState, Rib};
+use super::{Changes, FamilyUpdates, RouteAttrs, Source};
 use crate::wire::{community, AfiSafi, AsPath, AsSegment, Nlri, Prefix, SegmentType};
 
 /// Transformed attributes per (source attributes, source peer slot, target, export rule, family) within one
@@ -34,111 +40,292 @@ type CacheKey = (usize, u32, IpAddr, Option<usize>, AfiSafi);
 
 /// The export cache of one batch.
 #[derive(Debug, Default)]
-pub(super) struct ExportCache(FastMap<CacheKey, (Arc<RouteAttrs>, Option<Arc<RouteAttrs>>)>);
+pub(super) struct ExportCache {
+    map: FastMap<CacheKey, (Arc<RouteAttrs>, Option<Arc<RouteAttrs>>)>,
+    /// The last entry used: runs of prefixes with the same attributes (a full export, a large UPDATE) skip
+    /// the hashing.
+    last: Option<(CacheKey, Option<Arc<RouteAttrs>>)>,
+}
+
+impl ExportCache {
+    fn get(&mut self, key: &CacheKey) -> Option<&Option<Arc<RouteAttrs>>> {
+        if self.last.as_ref().is_some_and(|(k, _)| k == key) {
+            return self.last.as_ref().map(|(_, a)| a);
+        }
+        let (_, a) = self.map.get(key)?;
+        self.last = Some((*key, a.clone()));
+        self.last.as_ref().map(|(_, a)| a)
+    }
+
+    fn insert(&mut self, key: CacheKey, source: &Arc<RouteAttrs>, a: Option<Arc<RouteAttrs>>) {
+        self.map.insert(key, (Arc::clone(source), a));
+    }
+}
+
+/// A peer's Adj-RIB-Out: per prefix, the (path id, attributes) advertised.
+pub(super) type AdjOut = FastMap<Prefix, Sent>;
+
+/// What a peer was sent for one prefix: (path id, attributes) pairs; one inline (the common case: no heap
+/// allocation per prefix), several (ADD-PATH) in an exactly sized boxed slice.
+#[derive(Debug, Clone)]
+pub(super) enum Sent {
+    One((u32, Arc<RouteAttrs>)),
+    Many(Box<[(u32, Arc<RouteAttrs>)]>),
+}
+
+impl Deref for Sent {
+    type Target = [(u32, Arc<RouteAttrs>)];
+
+    #[inline]
+    fn deref(&self) -> &Self::Target {
+        match self {
+            Sent::One(x) => std::slice::from_ref(x),
+            Sent::Many(v) => v,
+        }
+    }
+}
+
+impl Sent {
+    /// The pairs of `v` (emptied), or `None` if there are none.
+    fn take(v: &mut Vec<(u32, Arc<RouteAttrs>)>) -> Option<Sent> {
+        match v.len() {
+            0 => None,
+            1 => v.pop().map(Sent::One),
+            _ => Some(Sent::Many(v.drain(..).collect())),
+        }
+    }
+
+    /// Heap bytes owned.
+    pub fn heap_bytes(&self) -> usize {
+        match self {
+            Sent::One(_) => 0,
+            Sent::Many(v) => std::mem::size_of_val::<[_]>(v),
+        }
+    }
+}
+
+/// The (peer, family) an [`OutBuilder`] is adding to, taken out of its changes meanwhile.
+#[derive(Debug)]
+struct Current {
+    peer: IpAddr,
+    family: AfiSafi,
+    updates: FamilyUpdates,
+    /// Announcement group index per attribute set.
+    groups: FastMap<usize, usize>,
+    /// The last attribute set announced and its group.
+    last: Option<(usize, usize)>,
+}
 
 /// Accumulates per-peer updates, grouping announcements by attribute set.
 #[derive(Debug, Default)]
 pub(super) struct OutBuilder {
+    /// The changes; a (peer, family) being added to lives in `cur` until [`OutBuilder::into_changes`].
     pub changes: Changes,
-    groups: FastMap<(IpAddr, AfiSafi, usize), usize>,
+    /// The group indexes of the (peer, family) pairs not current.
+    groups: FastMap<(IpAddr, AfiSafi), FastMap<usize, usize>>,
+    cur: Option<Current>,
 }
 
 impl OutBuilder {
     /// Continue from earlier changes.
     pub fn from_changes(changes: Changes) -> Self {
-        let mut groups = FastMap::default();
+        let mut groups: FastMap<(IpAddr, AfiSafi), FastMap<usize, usize>> = FastMap::default();
         for (peer, u) in &changes.peers {
             for (family, f) in &u.families {
+                let g = groups.entry((*peer, *family)).or_default();
                 for (i, (a, _)) in f.announce.iter().enumerate() {
-                    groups.insert((*peer, *family, Arc::as_ptr(a) as usize), i);
+                    g.insert(Arc::as_ptr(a) as usize, i);
                 }
             }
         }
-        OutBuilder { changes, groups }
+        OutBuilder {
+            changes,
+            groups,
+            cur: None,
+        }
+    }
+
+    /// The updates of `peer` for `family`, made current.
+    #[inline]
+    fn current(&mut self, peer: IpAddr, family: AfiSafi) -> &mut Current {
+        let hit = self
+            .cur
+            .as_ref()
+            .is_some_and(|c| c.peer == peer && c.family == family);
+        if !hit {
+            self.put_back();
+            let updates = self
+                .changes
+                .peers
+                .get_mut(&peer)
+                .and_then(|u| u.families.remove(&family))
+                .unwrap_or_default();
+            let groups = self.groups.remove(&(peer, family)).unwrap_or_default();
+            self.cur = Some(Current {
+                peer,
+                family,
+                updates,
+                groups,
+                last: None,
+            });
+        }
+        self.cur.get_or_insert_with(|| Current {
+            peer,
+            family,
+            updates: FamilyUpdates::default(),
+            groups: FastMap::default(),
+            last: None,
+        })
+    }
+
+    /// Return the current (peer, family) to the changes.
+    fn put_back(&mut self) {
+        let Some(c) = self.cur.take() else {
+            return;
+        };
+        if !c.updates.is_empty() {
+            self.changes
+                .peers
+                .entry(c.peer)
+                .or_default()
+                .families
+                .insert(c.family, c.updates);
+        }
+        self.groups.insert((c.peer, c.family), c.groups);
     }
 
     /// Announce `nlri` with `attrs` to `peer`.
+    #[inline]
     pub fn announce(&mut self, peer: IpAddr, family: AfiSafi, attrs: &Arc<RouteAttrs>, nlri: Nlri) {
-        let f = self
-            .changes
-            .peers
-            .entry(peer)
-            .or_default()
-            .families
-            .entry(family)
-            .or_default();
-        let key = (peer, family, Arc::as_ptr(attrs) as usize);
-        match self.groups.get(&key) {
-            Some(&i) => f.announce[i].1.push(nlri),
-            None => {
-                self.groups.insert(key, f.announce.len());
-                f.announce.push((Arc::clone(attrs), vec![nlri]));
+        let c = self.current(peer, family);
+        let key = Arc::as_ptr(attrs) as usize;
+        let i = match c.last {
+            Some((k, i)) if k == key => i,
+            _ => {
+                let i = match c.groups.get(&key) {
+                    Some(&i) => i,
+                    None => {
+                        let i = c.updates.announce.len();
+                        c.groups.insert(key, i);
+                        c.updates.announce.push((Arc::clone(attrs), Vec::new()));
+                        i
+                    }
+                };
+                c.last = Some((key, i));
+                i
             }
+        };
+        if let Some((_, v)) = c.updates.announce.get_mut(i) {
+            v.push(nlri);
         }
     }
 
     /// Withdraw `nlri` from `peer`.
     pub fn withdraw(&mut self, peer: IpAddr, family: AfiSafi, nlri: Nlri) {
-        self.changes
-            .peers
-            .entry(peer)
-            .or_default()
-            .families
-            .entry(family)
-            .or_default()
-            .withdraw
-            .push(nlri);
+        self.current(peer, family).updates.withdraw.push(nlri);
     }
 
     /// The accumulated changes.
-    pub fn into_changes(self) -> Changes {
+    pub fn into_changes(mut self) -> Changes {
+        self.put_back();
         self.changes
     }
 }
 
-/// Bring `target`'s Adj-RIB-Out for `prefix` up to date, recording the difference in `out`.
-pub(super) fn export_prefix(
+/// Run `f` with an [`Exporter`] towards `target`, the target's Adj-RIB-Out (taken out of its state
+/// meanwhile) and the Loc-RIB; nothing when the target is unknown or down.
+pub(super) fn with_exporter(
     rib: &mut Rib,
-    prefix: &Prefix,
     target: IpAddr,
-    out: &mut OutBuilder,
-    cache: &mut ExportCache,
+    f: impl FnOnce(&mut Exporter<'_>, &mut AdjOut, &Loc),
 ) {
-    let family = prefix.afi_safi();
-    let Some(tp) = rib.peers.get(&target) else {
+    let Some(p) = rib.peers.get_mut(&target) else {
         return;
     };
-    let Some(sess) = &tp.session else {
+    if p.session.is_none() {
         return;
-    };
-    let add_path = sess.add_path_send.contains(&family);
-    let mut desired: Vec<(u32, Arc<RouteAttrs>)> = Vec::new();
-    if sess.families.contains(&family) {
-        if let Some(dest) = rib.loc.get(prefix) {
+    }
+    let mut adj = std::mem::take(&mut p.adj_out);
+    let Rib {
+        cfg,
+        peers,
+        loc,
+        slots,
+        table,
+        ..
+    } = rib;
+    if let Some(tp) = peers.get(&target) {
+        if let Some(sess) = &tp.session {
+            let mut ex = Exporter {
+                cfg,
+                peers,
+                slots,
+                table,
+                target,
+                tp,
+                sess,
+                desired: Vec::new(),
+            };
+            f(&mut ex, &mut adj, loc);
+        }
+    }
+    if let Some(p) = rib.peers.get_mut(&target) {
+        p.adj_out = adj;
+    }
+}
+
+/// Export towards one up peer: what it reads, looked up once for a run of prefixes.
+pub(super) struct Exporter<'a> {
+    cfg: &'a RibConfig,
+    peers: &'a FastMap<IpAddr, PeerState>,
+    slots: &'a [Option<IpAddr>],
+    table: &'a mut AttrTable,
+    target: IpAddr,
+    tp: &'a PeerState,
+    sess: &'a PeerSession,
+    /// Scratch: the pairs the prefix should have been sent.
+    desired: Vec<(u32, Arc<RouteAttrs>)>,
+}
+
+impl Exporter<'_> {
+    /// Bring the target's Adj-RIB-Out `adj` for `prefix`, whose Loc-RIB entry is `dest`, up to date,
+    /// recording the difference in `out`.
+    pub fn export(
+        &mut self,
+        prefix: &Prefix,
+        dest: Option<&Dest>,
+        adj: &mut AdjOut,
+        out: &mut OutBuilder,
+        cache: &mut ExportCache,
+    ) {
+        let family = prefix.afi_safi();
+        let (tp, target) = (self.tp, self.target);
+        let add_path = self.sess.add_path_send.contains(&family);
+        let mut desired = std::mem::take(&mut self.desired);
+        desired.clear();
+        if let Some(dest) = dest.filter(|_| self.sess.families.contains(&family)) {
             let n = if add_path {
                 dest.paths.len()
             } else {
                 dest.selected.min(1) as usize
             };
-            // Exactly sized: this vector is kept as the Adj-RIB-Out entry.
-            desired.reserve_exact(n);
             for p in &dest.paths[..n] {
                 let rule = first_match(&tp.cfg.policy.export, prefix, &p.attrs);
                 let key = (Arc::as_ptr(&p.attrs) as usize, p.peer, target, rule, family);
-                let exported = match cache.0.get(&key) {
-                    Some((_, a)) => a.clone(),
+                let exported = match cache.get(&key) {
+                    Some(a) => a.clone(),
                     None => {
                         let a = export_route(
-                            &rib.cfg,
-                            &rib.peers,
+                            self.cfg,
+                            self.peers,
                             tp,
-                            rib.source(p),
+                            source(self.slots, p.peer),
                             &p.attrs,
                             family,
                             rule,
                         )
-                        .map(|ra| rib.table.intern(ra));
-                        cache.0.insert(key, (Arc::clone(&p.attrs), a.clone()));
+                        .map(|ra| self.table.intern(ra));
+                        cache.insert(key, &p.attrs, a.clone());
                         a
                     }
                 };
@@ -147,27 +334,40 @@ pub(super) fn export_prefix(
                 }
             }
         }
-    }
-    let Some(tp) = rib.peers.get_mut(&target) else {
-        return;
-    };
-    let old = tp.adj_out.remove(prefix).unwrap_or_default();
-    let nlri = |id: u32| Nlri {
-        path_id: add_path.then_some(id),
-        prefix: *prefix,
-    };
-    for (id, _) in &old {
-        if !desired.iter().any(|(d, _)| d == id) {
-            out.withdraw(target, family, nlri(*id));
+        let nlri = |id: u32| Nlri {
+            path_id: add_path.then_some(id),
+            prefix: *prefix,
+        };
+        match adj.entry(*prefix) {
+            Entry::Occupied(mut o) => {
+                let old = o.get();
+                for (id, _) in old.iter() {
+                    if !desired.iter().any(|(d, _)| d == id) {
+                        out.withdraw(target, family, nlri(*id));
+                    }
+                }
+                for (id, a) in &desired {
+                    if !old.iter().any(|(o, b)| o == id && Arc::ptr_eq(a, b)) {
+                        out.announce(target, family, a, nlri(*id));
+                    }
+                }
+                match Sent::take(&mut desired) {
+                    Some(sent) => *o.get_mut() = sent,
+                    None => {
+                        o.remove();
+                    }
+                }
+            }
+            Entry::Vacant(v) => {
+                for (id, a) in &desired {
+                    out.announce(target, family, a, nlri(*id));
+                }
+                if let Some(sent) = Sent::take(&mut desired) {
+                    v.insert(sent);
+                }
+            }
         }
-    }
-    for (id, a) in &desired {
-        if !old.iter().any(|(o, b)| o == id && Arc::ptr_eq(a, b)) {
-            out.announce(target, family, a, nlri(*id));
-        }
-    }
-    if !desired.is_empty() {
-        tp.adj_out.insert(*prefix, desired);
+        self.desired = desired;
     }
 }
 

@@ -21,7 +21,7 @@
 //! Memory: attribute sets are interned ([`intern::AttrTable`]) and an accepted route is held once, as a Loc-RIB
 //! path stored inline in its hash table entry (`loc`, `dest`), so an IPv4 prefix with one path costs one 40-byte
 //! entry (about 54 bytes with the table's control bytes and spare capacity; IPv6 56 and about 75), plus about
-//! 80 per peer it is advertised to (its Adj-RIB-Out).
+//! 64 per peer it is advertised to (its Adj-RIB-Out entry, which holds one path inline).
 //! The owner's duties: send End-of-RIB after a session's initial export, tear a session down on
 //! [`RibEvent::MaxPrefixExceeded`] with [`MaxPrefixAction::TearDown`], and run the restart timer of
 //! [`Rib::peer_down`] with `graceful`.
@@ -154,44 +154,49 @@ pub struct PeerUpdates {
 
 impl PeerUpdates {
     /// The wire UPDATEs: one withdrawal UPDATE per family with withdrawals, one UPDATE per attribute group
-    /// (IPv4 with an IPv4 next hop in the NLRI field, everything else in MP_REACH_NLRI). Splitting UPDATEs
-    /// that exceed the message size is the encoder's job.
+    /// (IPv4 with an IPv4 next hop in the NLRI field, everything else in MP_REACH_NLRI). Cutting UPDATEs
+    /// that exceed the message size is the encoder's job ([`Update::into_fitting`]).
     pub fn to_updates(&self) -> Vec<Update> {
+        self.clone().into_updates()
+    }
+
+    /// [`PeerUpdates::to_updates`], consuming the updates (no prefix list is copied).
+    pub fn into_updates(self) -> Vec<Update> {
         let mut out = Vec::new();
-        for (family, f) in &self.families {
+        for (family, f) in self.families {
             if !f.withdraw.is_empty() {
-                out.push(if *family == AfiSafi::IPV4_UNICAST {
+                out.push(if family == AfiSafi::IPV4_UNICAST {
                     Update {
-                        withdrawn: f.withdraw.clone(),
+                        withdrawn: f.withdraw,
                         ..Update::default()
                     }
                 } else {
                     Update {
                         mp_unreach: Some(crate::wire::MpUnreach {
-                            afi_safi: *family,
-                            withdrawn: f.withdraw.clone(),
+                            afi_safi: family,
+                            withdrawn: f.withdraw,
                         }),
                         ..Update::default()
                     }
                 });
             }
-            for (ra, nlri) in &f.announce {
+            for (ra, nlri) in f.announce {
                 let mut attributes = ra.attrs.clone();
                 match ra.next_hop {
-                    Some(NextHop::V4(nh)) if *family == AfiSafi::IPV4_UNICAST => {
+                    Some(NextHop::V4(nh)) if family == AfiSafi::IPV4_UNICAST => {
                         attributes.next_hop = Some(nh);
                         out.push(Update {
                             attributes,
-                            nlri: nlri.clone(),
+                            nlri,
                             ..Update::default()
                         });
                     }
                     Some(next_hop) => out.push(Update {
                         attributes,
                         mp_reach: Some(MpReach {
-                            afi_safi: *family,
+                            afi_safi: family,
                             next_hop,
-                            nlri: nlri.clone(),
+                            nlri,
                         }),
                         ..Update::default()
                     }),

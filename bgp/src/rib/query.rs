@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::dest::{Dest, Paths};
+use super::export::Sent;
 use super::loc::table_bytes;
 use super::peer::Counters;
 use super::table::Rib;
@@ -117,7 +118,7 @@ impl Rib {
         Ok(Counters {
             received: p.accepted + p.filtered.len(),
             accepted: p.accepted,
-            advertised: p.adj_out.values().map(Vec::len).sum(),
+            advertised: p.adj_out.values().map(|s| s.len()).sum(),
             stale: p.stale,
         })
     }
@@ -172,7 +173,7 @@ impl Rib {
     }
 
     /// An estimate of the heap bytes used by the tables: hash tables by bucket (entry + control byte, at their
-    /// capacity), the path slices of prefixes with several paths, Adj-RIB-Out vectors and the interned
+    /// capacity), the path slices of prefixes with several paths, Adj-RIB-Out slices (ADD-PATH) and the interned
     /// attribute sets.
     pub fn memory_estimate(&self) -> usize {
         let loc = self.loc.table_bytes()
@@ -187,14 +188,8 @@ impl Rib {
             .values()
             .map(|p| {
                 table_bytes(p.filtered.capacity(), size_of::<(Prefix, u32)>())
-                    + table_bytes(
-                        p.adj_out.capacity(),
-                        size_of::<(Prefix, Vec<(u32, Arc<RouteAttrs>)>)>(),
-                    )
-                    + p.adj_out
-                        .values()
-                        .map(|v| v.capacity() * size_of::<(u32, Arc<RouteAttrs>)>())
-                        .sum::<usize>()
+                    + table_bytes(p.adj_out.capacity(), size_of::<(Prefix, Sent)>())
+                    + p.adj_out.values().map(Sent::heap_bytes).sum::<usize>()
             })
             .sum();
         loc + peers + self.table.heap_bytes()

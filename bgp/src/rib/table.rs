@@ -20,7 +20,7 @@ use std::sync::Arc;
 use super::as4;
 use super::decision::{select, Candidate, PathKind};
 use super::dest::{Dest, Path, Paths, LOCAL};
-use super::export::{export_prefix, ExportCache, OutBuilder};
+use super::export::{with_exporter, AdjOut, ExportCache, OutBuilder};
 use super::hash::{FastMap, FastSet};
 use super::intern::AttrTable;
 use super::loc::Loc;
@@ -43,7 +43,9 @@ pub(super) struct PeerState {
     /// Routes the peer sent that import policy or loop detection rejected.
     pub filtered: FastSet<(Prefix, u32)>,
     /// What we advertised: per prefix, (path id, attributes).
-    pub adj_out: FastMap<Prefix, Vec<(u32, Arc<RouteAttrs>)>>,
+    pub adj_out: AdjOut,
+    /// The prefixes still to export in its initial export done in steps ([`Rib::peer_up_in_steps`]).
+    pub pending_export: Option<Vec<Prefix>>,
     /// Of its accepted paths, how many are stale.
     pub stale: usize,
     pub over_limit: bool,
@@ -130,7 +132,8 @@ impl Rib {
                 slot: slot as u32,
                 accepted: 0,
                 filtered: FastSet::default(),
-                adj_out: FastMap::default(),
+                adj_out: AdjOut::default(),
+                pending_export: None,
                 stale: 0,
                 over_limit: false,
             },
@@ -143,6 +146,7 @@ impl Rib {
     /// (ask the peer for a route refresh to re-apply it to the others). A new AS is refused: that is
     /// [`Rib::remove_peer`] then [`Rib::add_peer`].
     pub fn reconfigure_peer(&mut self, cfg: PeerConfig) -> Result<Changes, RibError> {
+        let addr = cfg.address;
         let p = self
             .peers
             .get_mut(&cfg.address)
@@ -150,8 +154,33 @@ impl Rib {
         if p.cfg.asn != cfg.asn {
             return Err(RibError::AsChanged(cfg.address));
         }
+        // What the peer is sent depends on its export settings; what the others are sent depends on it only
+        // through its route-reflector client flag (reflection). Import policy and max-prefix apply to routes
+        // received from now on.
+        let own_export = p.cfg.next_hop_self != cfg.next_hop_self
+            || p.cfg.local_v4 != cfg.local_v4
+            || p.cfg.local_v6 != cfg.local_v6
+            || p.cfg.policy.export != cfg.policy.export;
+        let others = p.cfg.rr_client != cfg.rr_client;
+        let up = p.session.is_some();
         p.cfg = cfg;
-        Ok(self.finish_with_full_export(None))
+        let targets: Vec<IpAddr> = if others {
+            self.up_peers()
+        } else if own_export && up {
+            vec![addr]
+        } else {
+            Vec::new()
+        };
+        Ok(self.finish_with_full_export(&targets))
+    }
+
+    /// The peers whose session is up.
+    fn up_peers(&self) -> Vec<IpAddr> {
+        self.peers
+            .iter()
+            .filter(|(_, p)| p.session.is_some())
+            .map(|(a, _)| *a)
+            .collect()
     }
 
     /// Remove a peer and every route it sent.
@@ -167,6 +196,63 @@ impl Rib {
     /// The peer's session is established: the returned changes carry our whole export to it; the owner
     /// sends them, then an End-of-RIB per family (RFC 4724 §2).
     pub fn peer_up(&mut self, addr: IpAddr, session: PeerSession) -> Result<Changes, RibError> {
+        self.start_session(addr, session)?;
+        Ok(self.finish_with_full_export(&[addr]))
+    }
+
+    /// [`Rib::peer_up`] with the export done in steps: the returned changes are only those of finishing
+    /// the input in progress (usually none); the owner then calls [`Rib::export_step`] until it reports the
+    /// export done, sending each step's changes as they come, then an End-of-RIB per family. Meanwhile the
+    /// peer is up like any other: every change of the Loc-RIB is exported to it at once and its Adj-RIB-Out
+    /// follows, so a later step never re-sends a prefix already brought up to date, nor a stale one.
+    pub fn peer_up_in_steps(
+        &mut self,
+        addr: IpAddr,
+        session: PeerSession,
+    ) -> Result<Changes, RibError> {
+        self.start_session(addr, session)?;
+        let keys: Vec<Prefix> = self.loc.keys().collect();
+        if let Some(p) = self.peers.get_mut(&addr) {
+            p.adj_out.reserve(keys.len());
+            p.pending_export = Some(keys);
+        }
+        Ok(self.finish())
+    }
+
+    /// The next step of the export [`Rib::peer_up_in_steps`] began: up to `max` prefixes. `None` when no
+    /// such export is in progress (it finished, or the session went down); else the changes to send and
+    /// whether the export is now complete.
+    pub fn export_step(&mut self, addr: IpAddr, max: usize) -> Option<(Changes, bool)> {
+        let p = self.peers.get_mut(&addr)?;
+        p.session.as_ref()?;
+        let mut keys = p.pending_export.take()?;
+        let from = keys.len().saturating_sub(max.max(1));
+        let mut out = OutBuilder::default();
+        let mut cache = ExportCache::default();
+        with_exporter(self, addr, |ex, adj, loc| {
+            for prefix in &keys[from..] {
+                ex.export(prefix, loc.get(prefix), adj, &mut out, &mut cache);
+            }
+        });
+        keys.truncate(from);
+        let done = keys.is_empty();
+        if !done {
+            if let Some(p) = self.peers.get_mut(&addr) {
+                p.pending_export = Some(keys);
+            }
+        }
+        Some((out.into_changes(), done))
+    }
+
+    /// Whether the peer's initial export ([`Rib::peer_up_in_steps`]) is in progress.
+    pub fn exporting(&self, addr: IpAddr) -> bool {
+        self.peers
+            .get(&addr)
+            .is_some_and(|p| p.pending_export.is_some())
+    }
+
+    /// Record the established session; the peer's Adj-RIB-Out starts empty.
+    fn start_session(&mut self, addr: IpAddr, session: PeerSession) -> Result<(), RibError> {
         let p = self
             .peers
             .get_mut(&addr)
@@ -174,9 +260,10 @@ impl Rib {
         p.bgp_id = session.bgp_id;
         p.session = Some(session);
         p.adj_out.clear();
+        p.pending_export = None;
         // The peer re-sends everything; what it sent before and we filtered is forgotten (stale routes stay).
         p.filtered.clear();
-        Ok(self.finish_with_full_export(Some(addr)))
+        Ok(())
     }
 
     /// The peer's session went down. With `graceful` (RFC 4724, from [`crate::session::SessionDown`]) its
@@ -199,6 +286,7 @@ impl Rib {
             .ok_or(RibError::UnknownPeer(addr))?;
         p.session = None;
         p.adj_out.clear();
+        p.pending_export = None;
         p.over_limit = false;
         let keep = |prefix: &Prefix| graceful.is_some_and(|f| f.contains(&prefix.afi_safi()));
         p.filtered.retain(|(prefix, _)| keep(prefix));
@@ -385,7 +473,7 @@ impl Rib {
             .collect();
         prefixes.sort();
         for prefix in prefixes {
-            for (id, a) in &p.adj_out[prefix] {
+            for (id, a) in p.adj_out[prefix].iter() {
                 let path_id = add_path.then_some(*id);
                 out.announce(
                     addr,
@@ -597,17 +685,11 @@ impl Rib {
         candidate(&self.cfg, &self.peers, &self.slots, &p)
     }
 
-    /// Decide every touched prefix, then export to every up peer.
+    /// Decide every touched prefix, then export them to every up peer.
     pub(super) fn finish(&mut self) -> Changes {
         let batch = std::mem::take(&mut self.batch);
         let mut out = OutBuilder::default();
-        let mut cache = ExportCache::default();
-        let up: Vec<IpAddr> = self
-            .peers
-            .iter()
-            .filter(|(_, p)| p.session.is_some())
-            .map(|(a, _)| *a)
-            .collect();
+        let mut touched = Vec::with_capacity(batch.order.len());
         for (prefix, old_fib) in batch.order {
             let Some(dest) = self.loc.get_mut(&prefix) else {
                 continue;
@@ -629,35 +711,39 @@ impl Rib {
             if empty {
                 self.loc.remove(&prefix);
             }
-            for peer in &up {
-                export_prefix(self, &prefix, *peer, &mut out, &mut cache);
+            touched.push(prefix);
+        }
+        if !touched.is_empty() {
+            let mut cache = ExportCache::default();
+            for peer in self.up_peers() {
+                with_exporter(self, peer, |ex, adj, loc| {
+                    for prefix in &touched {
+                        ex.export(prefix, loc.get(prefix), adj, &mut out, &mut cache);
+                    }
+                });
             }
         }
         out.changes.events = batch.events;
         out.into_changes()
     }
 
-    /// `finish`, then re-export every prefix to `peer` (all up peers when `None`).
-    fn finish_with_full_export(&mut self, peer: Option<IpAddr>) -> Changes {
-        let mut changes = self.finish();
-        let mut out = OutBuilder::from_changes(std::mem::take(&mut changes));
+    /// `finish`, then re-export every prefix to each of `targets` (in no particular order: each prefix is
+    /// diffed against the target's Adj-RIB-Out on its own).
+    fn finish_with_full_export(&mut self, targets: &[IpAddr]) -> Changes {
+        let changes = self.finish();
+        if targets.is_empty() {
+            return changes;
+        }
+        let mut out = OutBuilder::from_changes(changes);
         let mut cache = ExportCache::default();
-        let targets: Vec<IpAddr> = match peer {
-            Some(p) => vec![p],
-            None => self
-                .peers
-                .iter()
-                .filter(|(_, p)| p.session.is_some())
-                .map(|(a, _)| *a)
-                .collect(),
-        };
-        let mut prefixes: Vec<Prefix> = self.loc.keys().collect();
-        prefixes.sort();
         for t in targets {
-            // Prefixes advertised but no longer in the Loc-RIB cannot exist: `finish` withdrew them.
-            for prefix in &prefixes {
-                export_prefix(self, prefix, t, &mut out, &mut cache);
-            }
+            with_exporter(self, *t, |ex, adj, loc| {
+                adj.reserve(loc.len().saturating_sub(adj.len()));
+                // Prefixes advertised but no longer in the Loc-RIB cannot exist: `finish` withdrew them.
+                for (prefix, dest) in loc.iter() {
+                    ex.export(&prefix, Some(dest), adj, &mut out, &mut cache);
+                }
+            });
         }
         out.into_changes()
     }

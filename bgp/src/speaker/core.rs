@@ -163,6 +163,26 @@ pub(super) async fn start(
 impl Core {
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Input>) {
         loop {
+            // While sessions' initial exports go in steps, one step each per turn, with any waiting input
+            // and due timers in between: the first UPDATEs leave at once and no input waits for a whole export.
+            if self.export_steps(Instant::now()) {
+                let input = match rx.try_recv() {
+                    Ok(input) => Some(input),
+                    Err(mpsc::error::TryRecvError::Empty) => None,
+                    Err(mpsc::error::TryRecvError::Disconnected) => break,
+                };
+                let now = Instant::now();
+                if self.next_deadline().is_some_and(|d| d <= now) {
+                    self.timers(now);
+                }
+                if let Some(input) = input {
+                    if self.handle(input).await {
+                        break;
+                    }
+                }
+                tokio::task::yield_now().await;
+                continue;
+            }
             let deadline = self.next_deadline();
             let input = match deadline {
                 Some(d) => {
@@ -177,20 +197,27 @@ impl Core {
                 None => rx.recv().await,
             };
             let Some(input) = input else { break };
-            match input {
-                Input::Request(Request::Shutdown { keep_fib, done }) => {
-                    self.shutdown(keep_fib).await;
-                    let _ = done.send(());
-                    break;
-                }
-                other => self.input(other),
-            }
-            if self.stopped {
+            if self.handle(input).await {
                 break;
             }
         }
         for (_, task) in &self.listeners {
             task.abort();
+        }
+    }
+
+    /// Handles one input; true when the core stops.
+    async fn handle(&mut self, input: Input) -> bool {
+        match input {
+            Input::Request(Request::Shutdown { keep_fib, done }) => {
+                self.shutdown(keep_fib).await;
+                let _ = done.send(());
+                true
+            }
+            other => {
+                self.input(other);
+                self.stopped
+            }
         }
     }
 
@@ -536,7 +563,7 @@ impl Core {
         for (id, h) in e.conns.drain() {
             let codec = e.peer.tx_codec(id);
             if e.peer.session().state().has_connection() || e.peer.extra().is_some() {
-                for bytes in super::peers::encode(&msg, &codec) {
+                for bytes in super::peers::encode(msg.clone(), &codec) {
                     h.send(bytes);
                 }
             }

@@ -1,9 +1,10 @@
 //! Carrying out a peer's session actions and spreading RIB changes.
 //!
-//! Role: for each [`PeerAction`] of a peer's FSM: dial, close, encode and queue a message (splitting
-//! UPDATEs that exceed the negotiated size), and on session up/down, UPDATEs, End-of-RIB and route
+//! Role: for each [`PeerAction`] of a peer's FSM: dial, close, encode and queue a message (cutting UPDATEs
+//! into messages filled up to the negotiated size), and on session up/down, UPDATEs, End-of-RIB and route
 //! refresh, call the RIB; then spread the RIB's [`Changes`]: UPDATEs to every peer concerned and route
-//! changes to the FIB task.
+//! changes to the FIB task. A new session's initial export goes in steps ([`Core::export_steps`]), its
+//! End-of-RIB markers after the last.
 //! Inputs: actions from [`crate::session::Peer`], [`Changes`] from [`crate::rib::Rib`].
 //! Outputs: bytes to connections, FIB operations, peer status updates.
 
@@ -18,71 +19,36 @@ use super::view::next_hop_ip;
 use crate::fib::Prefix;
 use crate::rib::{Changes, FibChange, PeerConfig, PeerSession};
 use crate::session::{Action, DownReason, Negotiated, PeerAction, SessionDown};
-use crate::wire::{encode_message, Codec, EncodeError, Message, Update};
+use crate::wire::{encode_message, Codec, Message, Update};
 
-/// The wire bytes of `msg`, as several messages when an UPDATE is too long for one.
-pub(super) fn encode(msg: &Message, codec: &Codec) -> Vec<Vec<u8>> {
-    let mut out = BytesMut::new();
-    match encode_message(msg, codec, &mut out) {
-        Ok(()) => vec![out.to_vec()],
-        Err(EncodeError::MessageTooLong { .. }) => match msg {
-            Message::Update(u) => match split(u) {
-                Some((a, b)) => {
-                    let mut v = encode(&Message::Update(a), codec);
-                    v.extend(encode(&Message::Update(b), codec));
-                    v
-                }
-                None => {
-                    tracing::error!("an UPDATE too long to send, even alone");
-                    Vec::new()
-                }
-            },
-            _ => Vec::new(),
+/// The wire bytes of `msg`, as several messages when an UPDATE is too long for one
+/// ([`Update::into_fitting`]).
+pub(super) fn encode(msg: Message, codec: &Codec) -> Vec<Vec<u8>> {
+    let msgs = match msg {
+        Message::Update(u) => match u.into_fitting(codec) {
+            Ok(parts) => parts.into_iter().map(Message::Update).collect(),
+            Err(e) => {
+                tracing::error!(error = %e, "an UPDATE too long to send, even with one prefix");
+                return Vec::new();
+            }
         },
-        Err(e) => {
-            tracing::error!(error = %e, "cannot encode a message");
-            Vec::new()
+        other => vec![other],
+    };
+    let mut out = Vec::with_capacity(msgs.len());
+    let mut buf = BytesMut::new();
+    for m in &msgs {
+        match encode_message(m, codec, &mut buf) {
+            Ok(()) => out.push(buf.split().to_vec()),
+            Err(e) => tracing::error!(error = %e, "cannot encode a message"),
         }
     }
+    out
 }
 
-/// Two halves of an UPDATE carrying several prefixes (in one of its lists).
-fn split(u: &Update) -> Option<(Update, Update)> {
-    let half = |v: &Vec<crate::wire::Nlri>| {
-        let (a, b) = v.split_at(v.len() / 2);
-        (a.to_vec(), b.to_vec())
-    };
-    let mut a = u.clone();
-    let mut b = u.clone();
-    if u.withdrawn.len() > 1 {
-        (a.withdrawn, b.withdrawn) = half(&u.withdrawn);
-        a.nlri.clear();
-        a.mp_reach = None;
-        a.mp_unreach = None;
-        return Some((a, b));
-    }
-    if u.nlri.len() > 1 {
-        (a.nlri, b.nlri) = half(&u.nlri);
-        return Some((a, b));
-    }
-    if let Some(r) = &u.mp_reach {
-        if r.nlri.len() > 1 {
-            let (x, y) = half(&r.nlri);
-            a.mp_reach.as_mut()?.nlri = x;
-            b.mp_reach.as_mut()?.nlri = y;
-            return Some((a, b));
-        }
-    }
-    if let Some(r) = &u.mp_unreach {
-        if r.withdrawn.len() > 1 {
-            let (x, y) = half(&r.withdrawn);
-            a.mp_unreach.as_mut()?.withdrawn = x;
-            b.mp_unreach.as_mut()?.withdrawn = y;
-            return Some((a, b));
-        }
-    }
-    None
-}
+/// The prefixes exported per step of a session's initial export: small enough that the first UPDATEs leave
+/// within a millisecond or so and inputs are not held up, large enough to fill UPDATEs and keep the per-step
+/// overhead negligible.
+const EXPORT_STEP: usize = 2048;
 
 fn describe(reason: &DownReason) -> String {
     match reason {
@@ -142,12 +108,13 @@ impl Core {
                     let (c, s) = n.describe();
                     tracing::info!(peer = %addr, "sending NOTIFICATION {c} / {s}");
                 }
-                let parts = encode(&msg, &e.peer.tx_codec(conn));
+                let is_update = matches!(msg, Message::Update(_));
+                let parts = encode(msg, &e.peer.tx_codec(conn));
                 let sent = parts.len() as u64;
                 for bytes in parts {
                     h.send(bytes);
                 }
-                if matches!(msg, Message::Update(_)) {
+                if is_update {
                     if let Some(e) = self.peers.get_mut(&addr) {
                         e.updates_out += sent;
                     }
@@ -184,7 +151,10 @@ impl Core {
             Action::RouteRefreshRequested { afi_safi } => {
                 if let Ok(ch) = self.rib.route_refresh(addr, afi_safi) {
                     self.dispatch(ch, now);
-                    self.send_update(addr, Update::end_of_rib(afi_safi), now);
+                    // During the initial export, its own End-of-RIB comes when it is complete.
+                    if !self.rib.exporting(addr) {
+                        self.send_update(addr, Update::end_of_rib(afi_safi), now);
+                    }
                 }
             }
             Action::RouteRefreshMarker { afi_safi, begin } => {
@@ -234,18 +204,45 @@ impl Core {
         if let Ok(ch) = self.rib.reconfigure_peer(pc) {
             self.dispatch(ch, now);
         }
-        match self.rib.peer_up(addr, PeerSession::from_negotiated(n)) {
+        // The export follows in steps (`export_steps`), then the End-of-RIB markers.
+        match self
+            .rib
+            .peer_up_in_steps(addr, PeerSession::from_negotiated(n))
+        {
             Ok(ch) => self.dispatch(ch, now),
             Err(err) => tracing::error!(peer = %addr, error = %err, "RIB refused the session"),
         }
-        let families = self
+    }
+
+    /// One step of every session's initial export in progress, with the End-of-RIB markers (RFC 4724 §2) of
+    /// the sessions whose export is complete. Whether any export remains in progress.
+    pub(super) fn export_steps(&mut self, now: Instant) -> bool {
+        let mut more = false;
+        let addrs: Vec<IpAddr> = self
             .peers
-            .get(&addr)
-            .map(|e| e.families.clone())
-            .unwrap_or_default();
-        for f in families {
-            self.send_update(addr, Update::end_of_rib(f), now);
+            .keys()
+            .copied()
+            .filter(|a| self.rib.exporting(*a))
+            .collect();
+        for addr in addrs {
+            let Some((ch, done)) = self.rib.export_step(addr, EXPORT_STEP) else {
+                continue;
+            };
+            self.dispatch(ch, now);
+            if !done {
+                more = true;
+                continue;
+            }
+            let families = self
+                .peers
+                .get(&addr)
+                .map(|e| e.families.clone())
+                .unwrap_or_default();
+            for f in families {
+                self.send_update(addr, Update::end_of_rib(f), now);
+            }
         }
+        more
     }
 
     fn down(&mut self, addr: IpAddr, d: &SessionDown, now: Instant) {
@@ -291,7 +288,7 @@ impl Core {
             tracing::warn!(event = ?ev, "RIB event");
         }
         for (addr, updates) in ch.peers {
-            for u in updates.to_updates() {
+            for u in updates.into_updates() {
                 self.send_update(addr, u, now);
             }
         }
@@ -365,7 +362,7 @@ mod tests {
             four_byte_as: true,
             ..Codec::default()
         };
-        let parts = encode(&Message::Update(u), &codec);
+        let parts = encode(Message::Update(u), &codec);
         assert!(parts.len() >= 4, "{}", parts.len());
         let mut seen = Vec::new();
         for p in &parts {
@@ -381,6 +378,6 @@ mod tests {
             withdrawn: nlri.clone(),
             ..Update::default()
         };
-        assert!(encode(&Message::Update(w), &codec).len() >= 4);
+        assert!(encode(Message::Update(w), &codec).len() >= 4);
     }
 }

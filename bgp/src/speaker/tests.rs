@@ -58,7 +58,7 @@ impl TestPeer {
         for a in actions {
             match a.action {
                 Action::Send(m) => {
-                    for bytes in super::peers::encode(&m, &self.peer.tx_codec(1)) {
+                    for bytes in super::peers::encode(m, &self.peer.tx_codec(1)) {
                         self.stream.write_all(&bytes).await.unwrap();
                     }
                 }

@@ -149,6 +149,13 @@ impl Nlri {
             prefix,
         }
     }
+
+    /// Its length on the wire: the path identifier with `add_path`, the length octet and the significant
+    /// octets of the address ([`encode_nlri`]).
+    #[inline]
+    pub fn encoded_len(&self, add_path: bool) -> usize {
+        4 * usize::from(add_path) + 1 + usize::from(self.prefix.len).div_ceil(8)
+    }
 }
 
 /// A syntactically incorrect NLRI list (RFC 7606 §5.3): a length above the address size, or a prefix that

@@ -15,6 +15,7 @@ use super::attribute::{
     PathAttributes, Problem,
 };
 use super::error::{code, EncodeError};
+use super::header::HEADER_LEN;
 use super::notification::Notification;
 use super::prefix::{decode_nlri, encode_nlri, AfiSafi, Nlri};
 use super::Codec;
@@ -192,6 +193,193 @@ impl Update {
         patch_len(out, at, "path attributes")?;
         encode_nlri(&self.nlri, v4, codec.add_path(v4), out)
     }
+}
+
+impl Update {
+    /// This UPDATE as UPDATEs that each fit the maximum message length of `codec` (RFC 4271 §4.3, RFC 8654),
+    /// carrying the same routes: itself when it fits; otherwise its IPv4 withdrawals, its MP_UNREACH_NLRI
+    /// withdrawals, its IPv4 NLRI and its MP_REACH_NLRI NLRI, in that order, each list cut into runs that fill
+    /// messages as far as they go (the reachable ones with the path attributes, the withdrawals without).
+    /// Only lengths are computed: nothing is encoded twice. Fails when the path attributes with a single
+    /// prefix exceed the maximum.
+    pub fn into_fitting(self, codec: &Codec) -> Result<Vec<Update>, EncodeError> {
+        let max = codec.max_message_len();
+        let v4 = AfiSafi::IPV4_UNICAST;
+        let ap4 = codec.add_path(v4);
+        let reach0 = self.mp_reach.as_ref().map(|r| MpReach {
+            afi_safi: r.afi_safi,
+            next_hop: r.next_hop,
+            nlri: Vec::new(),
+        });
+        let unreach0 = self.mp_unreach.as_ref().map(|u| MpUnreach {
+            afi_safi: u.afi_safi,
+            withdrawn: Vec::new(),
+        });
+        let reach_ap = reach0.as_ref().is_some_and(|r| codec.add_path(r.afi_safi));
+        let unreach_ap = unreach0
+            .as_ref()
+            .is_some_and(|u| codec.add_path(u.afi_safi));
+        let reach_value = reach0
+            .as_ref()
+            .map(|r| mp_value_len(|b| r.encode_value(codec, b)))
+            .transpose()?;
+        let unreach_value = unreach0
+            .as_ref()
+            .map(|u| mp_value_len(|b| u.encode_value(codec, b)))
+            .transpose()?;
+        let reach_room = |base| Room {
+            base,
+            mp_value: reach_value,
+            max,
+        };
+        let unreach_room = |base| Room {
+            base,
+            mp_value: unreach_value,
+            max,
+        };
+        let fixed = HEADER_LEN + 4;
+        let reach_nlri = self.mp_reach.as_ref().map_or(&[][..], |r| &r.nlri[..]);
+        let unreach_nlri = self
+            .mp_unreach
+            .as_ref()
+            .map_or(&[][..], |u| &u.withdrawn[..]);
+        let all = fixed
+            + attributes_len(&self.attributes, reach0.as_ref(), unreach0.as_ref(), codec)?
+            + list_len(&self.withdrawn, ap4)
+            + list_len(&self.nlri, ap4)
+            + reach_room(0).extra(list_len(reach_nlri, reach_ap))
+            + unreach_room(0).extra(list_len(unreach_nlri, unreach_ap));
+        if all <= max {
+            return Ok(vec![self]);
+        }
+        let mut out = Vec::new();
+        let room = Room {
+            base: fixed,
+            mp_value: None,
+            max,
+        };
+        for run in runs(&self.withdrawn, ap4, &room)? {
+            out.push(Update {
+                withdrawn: run.to_vec(),
+                ..Update::default()
+            });
+        }
+        if let Some(u) = &unreach0 {
+            let base = fixed + attributes_len(&PathAttributes::default(), None, Some(u), codec)?;
+            for run in runs(unreach_nlri, unreach_ap, &unreach_room(base))? {
+                out.push(Update {
+                    mp_unreach: Some(MpUnreach {
+                        afi_safi: u.afi_safi,
+                        withdrawn: run.to_vec(),
+                    }),
+                    ..Update::default()
+                });
+            }
+        }
+        if !self.nlri.is_empty() {
+            let room = Room {
+                base: fixed + attributes_len(&self.attributes, None, None, codec)?,
+                mp_value: None,
+                max,
+            };
+            for run in runs(&self.nlri, ap4, &room)? {
+                out.push(Update {
+                    attributes: self.attributes.clone(),
+                    nlri: run.to_vec(),
+                    ..Update::default()
+                });
+            }
+        }
+        if let Some(r) = &reach0 {
+            let base = fixed + attributes_len(&self.attributes, Some(r), None, codec)?;
+            for run in runs(reach_nlri, reach_ap, &reach_room(base))? {
+                out.push(Update {
+                    attributes: self.attributes.clone(),
+                    mp_reach: Some(MpReach {
+                        afi_safi: r.afi_safi,
+                        next_hop: r.next_hop,
+                        nlri: run.to_vec(),
+                    }),
+                    ..Update::default()
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The wire length of a list of NLRI.
+fn list_len(nlri: &[Nlri], add_path: bool) -> usize {
+    nlri.iter().map(|n| n.encoded_len(add_path)).sum()
+}
+
+/// The length of the Path Attributes field.
+fn attributes_len(
+    attrs: &PathAttributes,
+    reach: Option<&MpReach>,
+    unreach: Option<&MpUnreach>,
+    codec: &Codec,
+) -> Result<usize, EncodeError> {
+    let mut b = BytesMut::new();
+    encode_attributes(attrs, reach, unreach, codec, &mut b)?;
+    Ok(b.len())
+}
+
+/// The length of an MP attribute's value.
+fn mp_value_len(
+    f: impl FnOnce(&mut BytesMut) -> Result<(), EncodeError>,
+) -> Result<usize, EncodeError> {
+    let mut b = BytesMut::new();
+    f(&mut b)?;
+    Ok(b.len())
+}
+
+/// The room for one list of NLRI in a message.
+struct Room {
+    /// The message's length without the list.
+    base: usize,
+    /// When the list lives in an MP attribute: that attribute's value length without the list (past 255
+    /// bytes its length field takes two octets instead of one).
+    mp_value: Option<usize>,
+    max: usize,
+}
+
+impl Room {
+    /// What `bytes` of NLRI add to the message.
+    fn extra(&self, bytes: usize) -> usize {
+        let wider = self.mp_value.is_some_and(|v| v <= 255 && v + bytes > 255);
+        bytes + usize::from(wider)
+    }
+
+    fn fits(&self, bytes: usize) -> bool {
+        self.base + self.extra(bytes) <= self.max
+    }
+}
+
+/// `list` cut into consecutive runs, each as long as `room` allows.
+fn runs<'a>(list: &'a [Nlri], add_path: bool, room: &Room) -> Result<Vec<&'a [Nlri]>, EncodeError> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, n) in list.iter().enumerate() {
+        let len = n.encoded_len(add_path);
+        if !room.fits(bytes + len) {
+            if i > start {
+                out.push(&list[start..i]);
+                (start, bytes) = (i, 0);
+            }
+            if !room.fits(len) {
+                return Err(EncodeError::MessageTooLong {
+                    len: room.base + room.extra(len),
+                    max: room.max,
+                });
+            }
+        }
+        bytes += len;
+    }
+    if start < list.len() {
+        out.push(&list[start..]);
+    }
+    Ok(out)
 }
 
 fn patch_len(out: &mut BytesMut, at: usize, what: &'static str) -> Result<(), EncodeError> {
@@ -506,6 +694,299 @@ mod tests {
                 what: "withdrawn routes",
                 len: 80000
             })
+        ));
+    }
+
+    /// Every message of `u.into_fitting(codec)`, encoded: each at most the maximum length and each but the
+    /// last of a run without room for one more prefix of the longest kind given; decoded, the same routes.
+    fn check_fitting(u: &Update, codec: &Codec) -> Vec<Update> {
+        let max = codec.max_message_len();
+        let parts = u.clone().into_fitting(codec).unwrap();
+        let mut decoded = Vec::new();
+        for p in &parts {
+            let mut out = BytesMut::new();
+            crate::wire::encode_message(&crate::wire::Message::Update(p.clone()), codec, &mut out)
+                .unwrap();
+            assert!(out.len() <= max, "{} > {max}", out.len());
+            let (d, used) = crate::wire::decode_message(&out, codec).unwrap();
+            assert_eq!(used, out.len());
+            let crate::wire::Decoded::Message(crate::wire::Message::Update(back)) = d else {
+                panic!("not an UPDATE: {d:?}")
+            };
+            assert_eq!(&back, p);
+            decoded.push((out.len(), back));
+        }
+        // Full: a message followed by another of the same kind had no room for the next prefix (at most
+        // 4 + 1 + 16 bytes, plus one if an MP attribute's length widens).
+        for w in decoded.windows(2) {
+            let kind = |u: &Update| {
+                (
+                    !u.withdrawn.is_empty(),
+                    u.mp_unreach.is_some(),
+                    !u.nlri.is_empty(),
+                    u.mp_reach.is_some(),
+                )
+            };
+            if kind(&w[0].1) == kind(&w[1].1) {
+                assert!(
+                    w[0].0 + 22 > max,
+                    "a message of {} bytes could take more",
+                    w[0].0
+                );
+            }
+        }
+        // The same routes, in the same order.
+        let cat = |f: &dyn Fn(&Update) -> Vec<Nlri>| -> Vec<Nlri> {
+            decoded.iter().flat_map(|(_, u)| f(u)).collect()
+        };
+        assert_eq!(cat(&|u| u.withdrawn.clone()), u.withdrawn);
+        assert_eq!(cat(&|u| u.nlri.clone()), u.nlri);
+        assert_eq!(
+            cat(&|u| u.mp_reach.iter().flat_map(|r| r.nlri.clone()).collect()),
+            u.mp_reach
+                .iter()
+                .flat_map(|r| r.nlri.clone())
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(
+            cat(&|u| u
+                .mp_unreach
+                .iter()
+                .flat_map(|r| r.withdrawn.clone())
+                .collect()),
+            u.mp_unreach
+                .iter()
+                .flat_map(|r| r.withdrawn.clone())
+                .collect::<Vec<_>>()
+        );
+        for (_, p) in &decoded {
+            let reach = !p.nlri.is_empty() || p.mp_reach.is_some();
+            if reach {
+                assert_eq!(p.attributes, u.attributes);
+                if let (Some(a), Some(b)) = (&p.mp_reach, &u.mp_reach) {
+                    assert_eq!((a.afi_safi, a.next_hop), (b.afi_safi, b.next_hop));
+                }
+            } else {
+                assert_eq!(p.attributes, PathAttributes::default());
+            }
+        }
+        parts
+    }
+
+    fn v4_nlri(count: u32, path_ids: bool) -> Vec<Nlri> {
+        (0..count)
+            .map(|i| Nlri {
+                path_id: path_ids.then_some(i * 7 + 1),
+                // Lengths 8..=32: 2 to 5 bytes each.
+                prefix: Prefix::new(
+                    Ipv4Addr::from(0x0a00_0000 + (i << 8)).into(),
+                    8 + (i % 25) as u8,
+                )
+                .unwrap(),
+            })
+            .collect()
+    }
+
+    fn v6_nlri(count: u32, path_ids: bool) -> Vec<Nlri> {
+        (0..count)
+            .map(|i| {
+                let a = std::net::Ipv6Addr::from(0x2001_0db8_u128 << 96 | u128::from(i) << 32);
+                Nlri {
+                    path_id: path_ids.then_some(i + 1),
+                    prefix: Prefix::new(a.into(), [64, 96, 128, 48][i as usize % 4]).unwrap(),
+                }
+            })
+            .collect()
+    }
+
+    fn big_attrs() -> PathAttributes {
+        PathAttributes {
+            origin: Some(Origin::Igp),
+            as_path: Some(AsPath::sequence(vec![65001, 65002, 65003])),
+            next_hop: Some(Ipv4Addr::new(192, 0, 2, 1)),
+            med: Some(5),
+            communities: (0..40).collect(),
+            ..PathAttributes::default()
+        }
+    }
+
+    fn v6_reach(nlri: Vec<Nlri>) -> Option<MpReach> {
+        Some(MpReach {
+            afi_safi: AfiSafi::IPV6_UNICAST,
+            next_hop: NextHop::V6 {
+                global: "2001:db8::1".parse().unwrap(),
+                link_local: Some("fe80::1".parse().unwrap()),
+            },
+            nlri,
+        })
+    }
+
+    #[test]
+    fn a_fitting_update_stays_whole() {
+        let u = full_ipv4_update();
+        assert_eq!(u.clone().into_fitting(&four()).unwrap(), vec![u]);
+        let eor = Update::end_of_rib(AfiSafi::IPV6_UNICAST);
+        assert_eq!(eor.clone().into_fitting(&four()).unwrap(), vec![eor]);
+    }
+
+    #[test]
+    fn ipv4_updates_are_packed_to_the_maximum() {
+        let u = Update {
+            attributes: big_attrs(),
+            nlri: v4_nlri(5000, false),
+            ..Update::default()
+        };
+        let parts = check_fitting(&u, &four());
+        assert!(parts.len() >= 5, "{}", parts.len());
+        // Two-byte AS sessions encode the attributes shorter; the packing follows.
+        check_fitting(&u, &Codec::default());
+        let w = Update {
+            withdrawn: v4_nlri(5000, false),
+            ..Update::default()
+        };
+        check_fitting(&w, &four());
+        // Both in one UPDATE: the withdrawals go first, without attributes.
+        let both = Update {
+            withdrawn: v4_nlri(3000, false),
+            ..u.clone()
+        };
+        let parts = check_fitting(&both, &four());
+        assert!(!parts[0].withdrawn.is_empty() && parts[0].nlri.is_empty());
+    }
+
+    #[test]
+    fn ipv6_updates_are_packed_to_the_maximum() {
+        let u = Update {
+            attributes: PathAttributes {
+                next_hop: None,
+                ..big_attrs()
+            },
+            mp_reach: v6_reach(v6_nlri(3000, false)),
+            ..Update::default()
+        };
+        check_fitting(&u, &four());
+        let w = Update {
+            mp_unreach: Some(MpUnreach {
+                afi_safi: AfiSafi::IPV6_UNICAST,
+                withdrawn: v6_nlri(3000, false),
+            }),
+            ..Update::default()
+        };
+        check_fitting(&w, &four());
+        // IPv4 routes in MP_REACH_NLRI (an IPv4 next hop over MP) too.
+        let v4mp = Update {
+            attributes: PathAttributes {
+                next_hop: None,
+                ..big_attrs()
+            },
+            mp_reach: Some(MpReach {
+                afi_safi: AfiSafi::IPV4_UNICAST,
+                next_hop: NextHop::V4(Ipv4Addr::new(192, 0, 2, 1)),
+                nlri: v4_nlri(3000, false),
+            }),
+            ..Update::default()
+        };
+        check_fitting(&v4mp, &four());
+    }
+
+    #[test]
+    fn add_path_updates_are_packed_with_their_path_ids() {
+        let codec = Codec {
+            four_byte_as: true,
+            add_path: vec![AfiSafi::IPV4_UNICAST, AfiSafi::IPV6_UNICAST],
+            ..Codec::default()
+        };
+        let u = Update {
+            attributes: big_attrs(),
+            nlri: v4_nlri(3000, true),
+            ..Update::default()
+        };
+        let parts = check_fitting(&u, &codec);
+        assert!(parts
+            .iter()
+            .all(|p| p.nlri.iter().all(|n| n.path_id.is_some())));
+        let w = Update {
+            withdrawn: v4_nlri(3000, true),
+            ..Update::default()
+        };
+        check_fitting(&w, &codec);
+        let u6 = Update {
+            attributes: PathAttributes {
+                next_hop: None,
+                ..big_attrs()
+            },
+            mp_reach: v6_reach(v6_nlri(2000, true)),
+            ..Update::default()
+        };
+        check_fitting(&u6, &codec);
+        let w6 = Update {
+            mp_unreach: Some(MpUnreach {
+                afi_safi: AfiSafi::IPV6_UNICAST,
+                withdrawn: v6_nlri(2000, true),
+            }),
+            ..Update::default()
+        };
+        check_fitting(&w6, &codec);
+    }
+
+    #[test]
+    fn extended_messages_are_packed_to_65535() {
+        let codec = Codec {
+            four_byte_as: true,
+            extended_message: true,
+            ..Codec::default()
+        };
+        let u = Update {
+            attributes: big_attrs(),
+            nlri: v4_nlri(40_000, false),
+            ..Update::default()
+        };
+        let parts = check_fitting(&u, &codec);
+        assert!((2..=4).contains(&parts.len()), "{}", parts.len());
+        let u6 = Update {
+            attributes: PathAttributes {
+                next_hop: None,
+                ..big_attrs()
+            },
+            mp_reach: v6_reach(v6_nlri(10_000, false)),
+            ..Update::default()
+        };
+        check_fitting(&u6, &codec);
+    }
+
+    #[test]
+    fn small_lists_in_mp_attributes_around_the_extended_length() {
+        // Around 255 bytes of MP_REACH_NLRI value the attribute's length field widens by one byte; the
+        // budget must count it whichever side of the maximum it lands.
+        // With about 940 communities, some 220 bytes are left for the prefixes: that is where the value
+        // (37 bytes without them) passes 255.
+        for communities in 930..955 {
+            for count in [1, 10, 17, 18, 19, 20, 25, 40] {
+                let mut attrs = big_attrs();
+                attrs.next_hop = None;
+                attrs.communities = (0..communities).collect();
+                let u = Update {
+                    attributes: attrs,
+                    mp_reach: v6_reach(v6_nlri(count, false)),
+                    ..Update::default()
+                };
+                check_fitting(&u, &four());
+            }
+        }
+    }
+
+    #[test]
+    fn attributes_too_long_for_one_prefix_are_an_error() {
+        let mut attrs = big_attrs();
+        attrs.communities = (0..1100).collect();
+        let u = Update {
+            attributes: attrs,
+            nlri: v4_nlri(10, false),
+            ..Update::default()
+        };
+        assert!(matches!(
+            u.into_fitting(&four()),
+            Err(EncodeError::MessageTooLong { .. })
         ));
     }
 }

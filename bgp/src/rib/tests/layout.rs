@@ -39,6 +39,27 @@ fn hundred_thousand_slash_32s_from_one_peer_stay_compact() {
 }
 
 #[test]
+fn the_adj_rib_out_holds_one_path_inline() {
+    // A prefix advertised with one path costs its hash table entry only: no heap allocation.
+    assert!(size_of::<(Prefix, crate::rib::export::Sent)>() <= 48);
+    let mut rib = new_rib(1);
+    for i in 0..1000u32 {
+        let a = Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 128, 0, 0)) + i);
+        rib.originate(
+            Prefix::new(IpAddr::V4(a), 32).unwrap(),
+            PathAttributes::default(),
+        );
+    }
+    add_up(&mut rib, 6, 65001, false);
+    let p = &rib.peers[&ip(6)];
+    assert_eq!(p.adj_out.len(), 1000);
+    assert!(p
+        .adj_out
+        .values()
+        .all(|s| s.heap_bytes() == 0 && s.len() == 1));
+}
+
+#[test]
 fn a_removed_peers_slot_is_reused_without_confusion() {
     let mut rib = new_rib(2);
     add_up(&mut rib, 2, 65002, false);

@@ -8,6 +8,7 @@ mod gr;
 mod layout;
 mod policy;
 mod prop;
+mod steps;
 mod throughput;
 
 use std::net::{IpAddr, Ipv4Addr};
