@@ -156,6 +156,7 @@ impl PeerEntry {
             graceful_restart: self.gr.map(Duration::from_secs),
             local_address: self.local,
             description: self.description.clone(),
+            family: None,
         })
     }
 }

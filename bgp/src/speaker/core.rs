@@ -489,7 +489,11 @@ impl Core {
         c.connect_retry = CONNECT_RETRY;
         c.connect_retry_max = CONNECT_RETRY_MAX;
         c.passive = s.passive;
-        c.families = FAMILIES.to_vec();
+        let families: Vec<AfiSafi> = match s.family {
+            Some(f) => vec![f],
+            None => FAMILIES.to_vec(),
+        };
+        c.families = families.clone();
         c.graceful_restart =
             s.graceful_restart
                 .or(self.cfg.graceful_restart)
@@ -497,7 +501,7 @@ impl Core {
                     restarting: self.restarting,
                     notification: false,
                     restart_time: u16::try_from(t.as_secs().min(4095)).unwrap_or(4095),
-                    families: FAMILIES
+                    families: families
                         .iter()
                         .map(|f| GracefulRestartFamily {
                             afi_safi: *f,

@@ -39,7 +39,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::{mpsc, oneshot};
 
-pub use crate::wire::LargeCommunity;
+pub use crate::wire::{AfiSafi, LargeCommunity};
 pub use view::{RouteEntry, RoutePath};
 
 /// The default BGP port.
@@ -127,6 +127,10 @@ pub struct PeerSettings {
     pub local_address: Option<IpAddr>,
     /// Free text for status.
     pub description: String,
+    /// Offer only this address family (multiprotocol and graceful-restart capabilities); `None`: IPv4 and
+    /// IPv6 unicast. calico-node gives each node-to-node session its own address's family, as Calico ran
+    /// one BIRD per family.
+    pub family: Option<AfiSafi>,
 }
 
 impl Default for PeerSettings {
@@ -143,6 +147,7 @@ impl Default for PeerSettings {
             graceful_restart: None,
             local_address: None,
             description: String::new(),
+            family: None,
         }
     }
 }

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use calico_bgp::speaker::{LocalRoute, PeerSettings};
+use calico_bgp::speaker::{AfiSafi, LocalRoute, PeerSettings};
 use calico_master::model::{BgpPeer, BgpTimers, Host, RouteReflector};
 use calico_master::sync::NodeState;
 use ipnet::IpNet;
@@ -59,12 +59,14 @@ pub fn peers(state: &NodeState) -> Vec<PeerSettings> {
         IpAddr::V6(_) => me.ipv6.map(IpAddr::V6),
     };
     let mut out: BTreeMap<IpAddr, PeerSettings> = BTreeMap::new();
+    // `own_family`: a session between nodes carries its addresses' family only.
     let mut add = |ip: IpAddr,
                    asn: u32,
                    timers: BgpTimers,
                    rr_client: bool,
                    password: Option<String>,
-                   kind: &str| {
+                   kind: &str,
+                   own_family: bool| {
         if mine(&ip) || !reachable(&ip) {
             return;
         }
@@ -83,6 +85,11 @@ pub fn peers(state: &NodeState) -> Vec<PeerSettings> {
                 graceful_restart: Some(Duration::from_secs(t.graceful_restart_time.into())),
                 local_address: local_of(&ip),
                 description: kind.to_owned(),
+                family: own_family.then_some(if ip.is_ipv4() {
+                    AfiSafi::IPV4_UNICAST
+                } else {
+                    AfiSafi::IPV6_UNICAST
+                }),
             },
         );
     };
@@ -104,6 +111,7 @@ pub fn peers(state: &NodeState) -> Vec<PeerSettings> {
                     false,
                     None,
                     MESH,
+                    true,
                 );
             }
         }
@@ -144,6 +152,7 @@ pub fn peers(state: &NodeState) -> Vec<PeerSettings> {
             rr_client,
             None,
             NODE,
+            true,
         );
     }
     let mut explicit = |p: &BgpPeer, kind: &str| {
@@ -154,6 +163,7 @@ pub fn peers(state: &NodeState) -> Vec<PeerSettings> {
             p.rr_client,
             p.password.clone(),
             kind,
+            false,
         );
     };
     for p in &config.global_peers {
@@ -253,6 +263,9 @@ mod tests {
         assert_eq!(p[0].local_address, Some("10.0.0.1".parse().unwrap()));
         assert_eq!(p[2].local_address, Some("fd00::1".parse().unwrap()));
         assert_eq!(p[0].hold_time, Duration::from_secs(90));
+        // Each session between nodes offers its own family only.
+        assert_eq!(p[0].family, Some(AfiSafi::IPV4_UNICAST));
+        assert_eq!(p[2].family, Some(AfiSafi::IPV6_UNICAST));
     }
 
     #[test]
@@ -286,6 +299,8 @@ mod tests {
             "the MD5 key reaches the speaker"
         );
         assert_eq!(local_as(&s), Some(65001));
+        // A router peer is offered both families.
+        assert_eq!(p[0].family, None);
     }
 
     #[test]
