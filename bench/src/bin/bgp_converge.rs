@@ -201,7 +201,12 @@ fn measure(
                 std::thread::sleep(Duration::from_micros(100));
             };
             let limit = t0 + Duration::from_secs(180);
+            let (mut bytes, mut last_byte) = (r.rx_bytes()?, t0);
             loop {
+                let now_bytes = r.rx_bytes()?;
+                if now_bytes != bytes {
+                    (bytes, last_byte) = (now_bytes, Instant::now());
+                }
                 let last = r.fib_count()?;
                 if last == target {
                     break;
@@ -231,6 +236,14 @@ fn measure(
                     );
                     std::thread::sleep(poll);
                 }
+            }
+            if std::env::var_os("BENCH_LAST_BYTE").is_some() {
+                eprintln!(
+                    "{}: the link's last bytes at {:.3} s, done at {:.3} s",
+                    r.label,
+                    (last_byte - t0).as_secs_f64(),
+                    (t1 - t0).as_secs_f64()
+                );
             }
             Ok(t1 - t0)
         });

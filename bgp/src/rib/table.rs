@@ -109,6 +109,17 @@ impl Rib {
         &self.cfg
     }
 
+    /// What the kernel should hold for `prefix` now, as a [`FibChange`] would say it.
+    pub fn fib_state(&self, prefix: &Prefix) -> FibChange {
+        match self.loc.get(prefix).map(Dest::fib_next_hops) {
+            Some(next_hops) if !next_hops.is_empty() => FibChange::Install {
+                prefix: *prefix,
+                next_hops,
+            },
+            _ => FibChange::Remove { prefix: *prefix },
+        }
+    }
+
     /// Add a peer (its session starts down).
     pub fn add_peer(&mut self, cfg: PeerConfig) -> Result<(), RibError> {
         if self.peers.contains_key(&cfg.address) {

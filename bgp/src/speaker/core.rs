@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::conn::{self, ConnHandle};
-use super::fibtask::{self, FibHandle, FibOp};
+use super::fibtask::{self, FibHandle};
 use super::metrics::{PeerMetrics, SpeakerMetrics};
 use super::view;
 use super::{Error, LocalRoute, PeerSettings, PeerStatus, Request, SpeakerConfig};
@@ -30,6 +30,8 @@ use crate::wire::{
 /// What the core's queue carries.
 pub(crate) enum Input {
     Request(Request),
+    /// The FIB thread wrote route changes and may take more.
+    FibWritten,
     Accepted {
         stream: TcpStream,
         remote: SocketAddr,
@@ -133,7 +135,10 @@ pub(super) async fn start(
     let gr = cfg.graceful_restart;
     let (fib, adopted) = match &cfg.fib {
         Some(settings) => {
-            let (h, n) = fibtask::start(settings, gr.is_none())?;
+            let tx = tx.clone();
+            let (h, n) = fibtask::start(settings, gr.is_none(), move || {
+                let _ = tx.send(Input::FibWritten);
+            })?;
             (Some(h), n)
         }
         None => (None, 0),
@@ -215,6 +220,9 @@ impl Core {
                 true
             }
             other => {
+                if let Some(f) = &mut self.fib {
+                    f.feed(&self.rib);
+                }
                 self.input(other);
                 self.stopped
             }
@@ -261,8 +269,8 @@ impl Core {
     pub(super) fn sweep_startup(&mut self) {
         self.startup_sweep = None;
         self.restarting = false;
-        if let Some(f) = &self.fib {
-            f.send(FibOp::Sweep);
+        if let Some(f) = &mut self.fib {
+            f.sweep(&self.rib);
         }
     }
 
@@ -285,6 +293,8 @@ impl Core {
         let now = Instant::now();
         match input {
             Input::Request(r) => self.request(r, now),
+            // Fed below.
+            Input::FibWritten => {}
             Input::Accepted { stream, remote } => self.accepted(stream, remote, now),
             Input::Connected { peer, conn, stream } => {
                 let Some(e) = self.peers.get_mut(&peer) else {
@@ -671,8 +681,8 @@ impl Core {
         for h in closing {
             h.close_and_wait().await;
         }
-        if let Some(f) = &self.fib {
-            f.stop(!keep_fib).await;
+        if let Some(f) = &mut self.fib {
+            f.stop(!keep_fib, &self.rib).await;
         }
         self.stopped = true;
         tracing::info!(keep_fib, "BGP speaker stopped");

@@ -1,13 +1,18 @@
 //! The FIB task: keeps the kernel's table in step with the RIB's learned best routes, on its own thread.
 //!
 //! Role: take route changes from the core, coalesce whatever queued up while the kernel was busy, and
-//! write only the differences in batches through [`crate::fib::Fib`]. At start it adopts our routes a
+//! write only the differences in batches through [`crate::fib::Fib`]. The core keeps at most
+//! [`IN_FLIGHT`] batches queued here; while the thread is busy it only marks the prefixes that changed
+//! and sends them, with their state at that time, when the thread asks for more: a prefix that changes
+//! four times while the kernel is busy (four ECMP peers sending the same routes) is written once. At start it adopts our routes a
 //! previous run left (graceful restart) and removes the ones nobody re-learned when told to sweep.
 //! A gateway the kernel cannot reach directly (a multihop peer's next hop) is resolved recursively
 //! through the kernel's own routes to it.
 //! Inputs: [`FibOp`]s. Outputs: kernel routes of our protocol in our table; warnings for refusals.
 
+use std::collections::VecDeque;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -18,9 +23,12 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::held::Held;
 use super::metrics::FibStats;
+use super::view::next_hop_ip;
 use super::{Error, FibSettings};
 use crate::fib::{Fib, Prefix};
 use crate::rib::hash::FastSet;
+use crate::rib::{FibChange, Rib};
+use crate::wire;
 
 const RTA_DST: u16 = 1;
 const ENETUNREACH: i32 = 101;
@@ -28,6 +36,8 @@ const ESRCH: i32 = 3;
 /// Changes written per pass at most: coalescing stops here, so a burst of 100,000 routes is written in
 /// passes of this many instead of piling up (with a sorted copy) in one, which costs memory and buys no speed.
 const WINDOW: usize = 8192;
+/// Batches of changes the core keeps queued for the FIB thread at most (one being written, one ready).
+const IN_FLIGHT: usize = 2;
 
 /// A route's gateways, sorted; shared between the routes of one UPDATE.
 pub(super) type Gateways = Arc<[IpAddr]>;
@@ -47,10 +57,19 @@ pub(super) enum FibOp {
 }
 
 /// The core's end of the FIB task.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(super) struct FibHandle {
     tx: mpsc::UnboundedSender<FibOp>,
     stats: Arc<FibStats>,
+    /// Batches of route changes sent and not yet written.
+    in_flight: usize,
+    /// Batches the thread wrote since the core last looked (read between any two inputs, so a busy
+    /// core feeds the thread without waiting for its own queue to reach the thread's wake-up).
+    written: Arc<AtomicUsize>,
+    /// Prefixes changed while [`IN_FLIGHT`] batches were queued, in order of their first change; sent
+    /// with their state at the time they are sent.
+    dirty: VecDeque<wire::Prefix>,
+    marked: FastSet<wire::Prefix>,
 }
 
 impl FibHandle {
@@ -59,22 +78,124 @@ impl FibHandle {
         &self.stats
     }
 
-    pub fn send(&self, op: FibOp) {
+    /// RIB changes for the kernel: sent at once while the thread has room, else remembered by prefix.
+    pub fn changes(&mut self, changes: &[FibChange]) {
+        if self.in_flight < IN_FLIGHT && self.dirty.is_empty() {
+            self.in_flight += 1;
+            let _ = self.tx.send(FibOp::Routes(fib_changes(changes)));
+            return;
+        }
+        for c in changes {
+            let prefix = match c {
+                FibChange::Install { prefix, .. } | FibChange::Remove { prefix } => *prefix,
+            };
+            if self.marked.insert(prefix) {
+                self.dirty.push_back(prefix);
+            }
+        }
+    }
+
+    /// Feeds the thread if it wrote batches since the last look: what changed meanwhile, as the RIB
+    /// has it now. Cheap when it did not (one atomic load).
+    pub fn feed(&mut self, rib: &Rib) {
+        if self.written.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        let batches = self.written.swap(0, Ordering::AcqRel);
+        self.in_flight = self.in_flight.saturating_sub(batches);
+        while self.in_flight < IN_FLIGHT && !self.dirty.is_empty() {
+            self.send_dirty(WINDOW, rib);
+        }
+    }
+
+    /// Sends up to `max` remembered prefixes in one batch.
+    fn send_dirty(&mut self, max: usize, rib: &Rib) {
+        let n = self.dirty.len().min(max);
+        let batch: Vec<FibChange> = self
+            .dirty
+            .drain(..n)
+            .map(|p| {
+                self.marked.remove(&p);
+                rib.fib_state(&p)
+            })
+            .collect();
+        if self.dirty.is_empty() {
+            // Give back the room a burst took.
+            self.dirty = VecDeque::new();
+            self.marked = FastSet::default();
+        }
+        self.in_flight += 1;
+        let _ = self.tx.send(FibOp::Routes(fib_changes(&batch)));
+    }
+
+    /// Sends everything remembered now, ahead of `op` (a sweep or a stop must follow every change).
+    fn flush_then(&mut self, op: FibOp, rib: &Rib) {
+        while !self.dirty.is_empty() {
+            self.send_dirty(WINDOW, rib);
+        }
         let _ = self.tx.send(op);
     }
 
+    /// Removes the routes a previous run left that no peer re-sent.
+    pub fn sweep(&mut self, rib: &Rib) {
+        self.flush_then(FibOp::Sweep, rib);
+    }
+
     /// Applies what is queued, optionally clears, and waits until the task has ended.
-    pub async fn stop(&self, clear: bool) {
+    pub async fn stop(&mut self, clear: bool, rib: &Rib) {
         let (done, rx) = oneshot::channel();
-        if self.tx.send(FibOp::Stop { clear, done }).is_ok() {
-            let _ = rx.await;
-        }
+        self.flush_then(FibOp::Stop { clear, done }, rib);
+        let _ = rx.await;
     }
 }
 
-/// Opens the FIB, reads our routes (kept until a sweep unless `sweep_now`) and starts the thread.
+/// The kernel's view of RIB changes: each prefix with its gateways of its own family, sorted and
+/// deduplicated (none: no route). Consecutive routes with the same gateways share one allocation.
+pub(super) fn fib_changes(changes: &[FibChange]) -> Vec<(Prefix, Option<Gateways>)> {
+    let mut out = Vec::with_capacity(changes.len());
+    let mut scratch: Vec<IpAddr> = Vec::new();
+    let mut last: Option<Gateways> = None;
+    for c in changes {
+        match c {
+            FibChange::Install { prefix, next_hops } => {
+                let key = (prefix.addr(), prefix.len());
+                scratch.clear();
+                scratch.extend(
+                    next_hops
+                        .iter()
+                        .map(|nh| next_hop_ip(*nh))
+                        .filter(|ip| ip.is_ipv4() == key.0.is_ipv4()),
+                );
+                scratch.sort();
+                scratch.dedup();
+                if scratch.is_empty() {
+                    out.push((key, None));
+                    continue;
+                }
+                let gws = match &last {
+                    Some(l) if l[..] == scratch[..] => l.clone(),
+                    _ => {
+                        let g = Gateways::from(&scratch[..]);
+                        last = Some(g.clone());
+                        g
+                    }
+                };
+                out.push((key, Some(gws)));
+            }
+            FibChange::Remove { prefix } => out.push(((prefix.addr(), prefix.len()), None)),
+        }
+    }
+    out
+}
+
+/// Opens the FIB, reads our routes (kept until a sweep unless `sweep_now`) and starts the thread, which
+/// calls `wake` after each pass that wrote route batches (for the core to [`FibHandle::feed`] it).
 /// Returns the handle and how many routes a previous run left.
-pub(super) fn start(settings: &FibSettings, sweep_now: bool) -> Result<(FibHandle, usize), Error> {
+pub(super) fn start(
+    settings: &FibSettings,
+    sweep_now: bool,
+    wake: impl Fn() + Send + 'static,
+) -> Result<(FibHandle, usize), Error> {
     let mut fib = Fib::new(None, settings.table, settings.protocol)?;
     let read = fib.read()?;
     let adopted = read.len();
@@ -100,6 +221,7 @@ pub(super) fn start(settings: &FibSettings, sweep_now: bool) -> Result<(FibHandl
     let (tx, rx) = mpsc::unbounded_channel();
     let stats = Arc::new(FibStats::default());
     stats.set_routes(have.len());
+    let written = Arc::new(AtomicUsize::new(0));
     let mut task = FibTask {
         fib,
         stats: Arc::clone(&stats),
@@ -107,12 +229,22 @@ pub(super) fn start(settings: &FibSettings, sweep_now: bool) -> Result<(FibHandl
         left,
         swept: sweep_now,
         lookup: None,
+        written: Arc::clone(&written),
+        wake: Box::new(wake),
     };
     std::thread::Builder::new()
         .name("bgp-fib".into())
         .spawn(move || task.run(rx))
         .map_err(|e| Error::Fib(calico_netlink::Error::Io(e)))?;
-    Ok((FibHandle { tx, stats }, adopted))
+    let handle = FibHandle {
+        tx,
+        stats,
+        in_flight: 0,
+        written,
+        dirty: VecDeque::new(),
+        marked: FastSet::default(),
+    };
+    Ok((handle, adopted))
 }
 
 struct FibTask {
@@ -125,6 +257,9 @@ struct FibTask {
     swept: bool,
     /// A second socket for route lookups (recursive next hops), opened on first use.
     lookup: Option<Socket>,
+    /// Route batches written, for the core to see; `wake` tells it to look.
+    written: Arc<AtomicUsize>,
+    wake: Box<dyn Fn() + Send>,
 }
 
 impl FibTask {
@@ -134,6 +269,7 @@ impl FibTask {
             let mut next = Some(first);
             let mut sweep = false;
             let mut stop = None;
+            let mut batches = 0;
             // Coalesce what queued up, up to a window; the rest waits for the next pass, in order.
             while let Some(op) = next
                 .take()
@@ -141,6 +277,7 @@ impl FibTask {
             {
                 match op {
                     FibOp::Routes(list) => {
+                        batches += 1;
                         if !self.left.is_empty() {
                             for (p, _) in &list {
                                 self.left.remove(p);
@@ -166,6 +303,10 @@ impl FibTask {
             }
             self.sync(&mut pending);
             pending.clear();
+            if batches > 0 {
+                self.written.fetch_add(batches, Ordering::AcqRel);
+                (self.wake)();
+            }
             if let Some((_, done)) = stop {
                 let _ = done.send(());
                 return;
@@ -301,5 +442,94 @@ impl FibTask {
         let body = answers.get(&seq)?.as_ref().ok()?;
         parse_route(body)?;
         route_gateways(body).into_iter().next()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rib::RibConfig;
+    use std::net::Ipv4Addr;
+
+    fn handle() -> (FibHandle, mpsc::UnboundedReceiver<FibOp>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let h = FibHandle {
+            tx,
+            stats: Arc::default(),
+            in_flight: 0,
+            written: Arc::default(),
+            dirty: VecDeque::new(),
+            marked: FastSet::default(),
+        };
+        (h, rx)
+    }
+
+    fn p(last: u8) -> wire::Prefix {
+        wire::Prefix::new(IpAddr::V4(Ipv4Addr::new(10, 96, 0, last)), 32).unwrap()
+    }
+
+    fn install(last: u8, gw: u8) -> FibChange {
+        FibChange::Install {
+            prefix: p(last),
+            next_hops: vec![wire::NextHop::V4(Ipv4Addr::new(192, 0, 2, gw))],
+        }
+    }
+
+    fn routes(op: FibOp) -> Vec<(Prefix, Option<Gateways>)> {
+        match op {
+            FibOp::Routes(r) => r,
+            other => panic!("not routes: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_busy_thread_gets_each_changed_prefix_once_with_its_latest_state() {
+        let (mut h, mut rx) = handle();
+        let rib = Rib::new(RibConfig::new(65001, Ipv4Addr::new(10, 0, 0, 1)));
+        // Two batches go at once; the thread has not written either yet.
+        h.changes(&[install(1, 1)]);
+        h.changes(&[install(2, 1)]);
+        assert_eq!(routes(rx.try_recv().unwrap()).len(), 1);
+        assert_eq!(routes(rx.try_recv().unwrap()).len(), 1);
+        // Further changes wait as prefixes, each once, in order of their first change.
+        h.changes(&[install(3, 1), install(1, 2)]);
+        h.changes(&[install(3, 2), install(4, 1), install(1, 3)]);
+        assert!(rx.try_recv().is_err());
+        assert_eq!(h.dirty, [p(3), p(1), p(4)]);
+        // Nothing written yet: feeding sends nothing.
+        h.feed(&rib);
+        assert!(rx.try_recv().is_err());
+        // One batch written: the waiting prefixes go in one batch, as the RIB has them now (this
+        // RIB holds none of them: no route).
+        h.written.fetch_add(1, Ordering::AcqRel);
+        h.feed(&rib);
+        let sent = routes(rx.try_recv().unwrap());
+        let want: Vec<(Prefix, Option<Gateways>)> = [3, 1, 4]
+            .iter()
+            .map(|l| ((p(*l).addr(), 32), None))
+            .collect();
+        assert_eq!(sent, want);
+        assert!(h.dirty.is_empty() && h.marked.is_empty());
+        assert_eq!(h.in_flight, 2);
+    }
+
+    #[test]
+    fn a_sweep_follows_every_waiting_change() {
+        let (mut h, mut rx) = handle();
+        let rib = Rib::new(RibConfig::new(65001, Ipv4Addr::new(10, 0, 0, 1)));
+        h.in_flight = IN_FLIGHT;
+        h.changes(&[install(1, 1), install(2, 1)]);
+        h.sweep(&rib);
+        assert_eq!(routes(rx.try_recv().unwrap()).len(), 2);
+        assert!(matches!(rx.try_recv().unwrap(), FibOp::Sweep));
+        assert!(h.dirty.is_empty());
+    }
+
+    #[test]
+    fn consecutive_routes_through_the_same_gateways_share_them() {
+        let out = fib_changes(&[install(1, 1), install(2, 1), install(3, 2)]);
+        let g: Vec<&Gateways> = out.iter().map(|(_, g)| g.as_ref().unwrap()).collect();
+        assert!(Arc::ptr_eq(g[0], g[1]));
+        assert!(!Arc::ptr_eq(g[1], g[2]));
     }
 }

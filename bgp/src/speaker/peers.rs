@@ -14,10 +14,7 @@ use std::time::{Instant, SystemTime};
 use bytes::BytesMut;
 
 use super::core::{Core, FAMILIES};
-use super::fibtask::{FibOp, Gateways};
-use super::view::next_hop_ip;
-use crate::fib::Prefix;
-use crate::rib::{Changes, FibChange, PeerConfig, PeerSession};
+use crate::rib::{Changes, PeerConfig, PeerSession};
 use crate::session::{Action, DownReason, Negotiated, PeerAction, SessionDown};
 use crate::wire::{encode_message, Codec, Message, Update};
 
@@ -279,9 +276,9 @@ impl Core {
 
     /// Spreads RIB changes: UPDATEs to peers, routes to the kernel.
     pub(super) fn dispatch(&mut self, ch: Changes, now: Instant) {
-        if let Some(fib) = &self.fib {
+        if let Some(fib) = &mut self.fib {
             if !ch.fib.is_empty() {
-                fib.send(FibOp::Routes(fib_changes(&ch.fib)));
+                fib.changes(&ch.fib);
             }
         }
         for ev in &ch.events {
@@ -293,45 +290,6 @@ impl Core {
             }
         }
     }
-}
-
-/// The kernel's view of RIB changes: each prefix with its gateways of its own family, sorted and
-/// deduplicated (none: no route). Consecutive routes with the same gateways share one allocation.
-fn fib_changes(changes: &[FibChange]) -> Vec<(Prefix, Option<Gateways>)> {
-    let mut out = Vec::with_capacity(changes.len());
-    let mut scratch: Vec<IpAddr> = Vec::new();
-    let mut last: Option<Gateways> = None;
-    for c in changes {
-        match c {
-            FibChange::Install { prefix, next_hops } => {
-                let key = (prefix.addr(), prefix.len());
-                scratch.clear();
-                scratch.extend(
-                    next_hops
-                        .iter()
-                        .map(|nh| next_hop_ip(*nh))
-                        .filter(|ip| ip.is_ipv4() == key.0.is_ipv4()),
-                );
-                scratch.sort();
-                scratch.dedup();
-                if scratch.is_empty() {
-                    out.push((key, None));
-                    continue;
-                }
-                let gws = match &last {
-                    Some(l) if l[..] == scratch[..] => l.clone(),
-                    _ => {
-                        let g = Gateways::from(&scratch[..]);
-                        last = Some(g.clone());
-                        g
-                    }
-                };
-                out.push((key, Some(gws)));
-            }
-            FibChange::Remove { prefix } => out.push(((prefix.addr(), prefix.len()), None)),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -111,3 +111,25 @@ pub(super) fn sent(changes: &Changes, peer: IpAddr) -> (Vec<(Prefix, RouteAttrs)
 pub(super) fn nh(a: Ipv4Addr) -> Option<NextHop> {
     Some(NextHop::V4(a))
 }
+
+#[test]
+fn fib_state_is_what_the_kernel_should_hold_now() {
+    let mut rib = new_rib(4);
+    add_up(&mut rib, 1, 65010, false);
+    add_up(&mut rib, 2, 65010, false);
+    let p = pfx("10.96.0.1/32");
+    assert_eq!(rib.fib_state(&p), FibChange::Remove { prefix: p });
+    rib.update(ip(1), &update(&["10.96.0.1/32"], attrs(&[65010], v4(1))))
+        .unwrap();
+    rib.update(ip(2), &update(&["10.96.0.1/32"], attrs(&[65010], v4(2))))
+        .unwrap();
+    let FibChange::Install { next_hops, .. } = rib.fib_state(&p) else {
+        panic!("no route for {p:?}");
+    };
+    let mut got: Vec<NextHop> = next_hops;
+    got.sort_by_key(|n| format!("{n:?}"));
+    assert_eq!(got, vec![NextHop::V4(v4(1)), NextHop::V4(v4(2))]);
+    rib.update(ip(1), &withdrawal(&["10.96.0.1/32"])).unwrap();
+    rib.update(ip(2), &withdrawal(&["10.96.0.1/32"])).unwrap();
+    assert_eq!(rib.fib_state(&p), FibChange::Remove { prefix: p });
+}
