@@ -85,20 +85,27 @@ impl Fib {
     /// Our routes as the kernel holds them.
     pub fn read(&mut self) -> Result<Routes, Error> {
         let mut have = Routes::new();
+        self.scan(|prefix, gws| {
+            have.insert(prefix, gws);
+        })?;
+        Ok(have)
+    }
+
+    /// Hands `each` our routes as the kernel holds them, one by one, keeping none.
+    pub fn scan(&mut self, mut each: impl FnMut(Prefix, Vec<IpAddr>)) -> Result<(), Error> {
+        let (protocol, table) = (self.protocol, self.table);
         for v6 in [false, true] {
             let seq = self.socket.next_seq();
-            for body in self
-                .socket
-                .dump(&route::dump_routes(v6, seq), RTM_NEWROUTE)?
-            {
-                if let Some(r) = route::parse_route(&body) {
-                    if r.protocol == self.protocol && r.table == self.table {
-                        have.insert((r.dst, r.prefix_len), route::route_gateways(&body));
+            self.socket
+                .dump_each(&route::dump_routes(v6, seq), RTM_NEWROUTE, |body| {
+                    if let Some(r) = route::parse_route(body) {
+                        if r.protocol == protocol && r.table == table {
+                            each((r.dst, r.prefix_len), route::route_gateways(body));
+                        }
                     }
-                }
-            }
+                })?;
         }
-        Ok(have)
+        Ok(())
     }
 
     /// Carries out `plan`, batch by batch; every request's acknowledgement is checked.

@@ -76,6 +76,10 @@ struct RunArgs {
     /// The route protocol number of our kernel routes (default 186).
     #[arg(long)]
     fib_protocol: Option<u8>,
+    /// Seconds between reads of our kernel routes, restoring what someone else deleted or changed
+    /// (default 30; 0: never).
+    #[arg(long, value_name = "SECONDS")]
+    fib_scan: Option<u64>,
     /// The most paths in one ECMP route (default 1).
     #[arg(long)]
     ecmp: Option<usize>,
@@ -106,6 +110,7 @@ impl RunArgs {
             },
             fib_table: self.fib_table,
             fib_protocol: self.fib_protocol,
+            fib_scan: self.fib_scan,
             ecmp: self.ecmp,
             graceful_restart: self.graceful_restart,
             control: self.control.clone(),

@@ -149,14 +149,26 @@ impl Socket {
 
     /// Sends a dump request and returns the bodies of every message of type `ty` until the dump ends.
     pub fn dump(&mut self, request: &[u8], ty: u16) -> Result<Vec<Vec<u8>>, Error> {
-        self.send(request)?;
         let mut bodies = Vec::new();
+        self.dump_each(request, ty, |body| bodies.push(body.to_vec()))?;
+        Ok(bodies)
+    }
+
+    /// Sends a dump request and hands `each` the body of every message of type `ty` as it arrives,
+    /// until the dump ends (nothing is kept: a dump of 100,000 routes costs one receive buffer).
+    pub fn dump_each(
+        &mut self,
+        request: &[u8],
+        ty: u16,
+        mut each: impl FnMut(&[u8]),
+    ) -> Result<(), Error> {
+        self.send(request)?;
         let mut buf = vec![0u8; 256 * 1024];
         loop {
             let n = self.recv(&mut buf, 1)?;
             for m in parse_messages(&buf[..n]) {
                 match m.ty {
-                    NLMSG_DONE => return Ok(bodies),
+                    NLMSG_DONE => return Ok(()),
                     NLMSG_ERROR => {
                         let errno = m
                             .body
@@ -167,7 +179,7 @@ impl Socket {
                             errno,
                         });
                     }
-                    t if t == ty => bodies.push(m.body.to_vec()),
+                    t if t == ty => each(m.body),
                     _ => {}
                 }
             }

@@ -585,3 +585,58 @@ fn multihop_through_the_tor(lab_name: &str, bird_as: u32, peer_opts: &str) -> Re
             Ok(())
         })
 }
+
+#[test]
+fn routes_someone_else_deletes_or_changes_come_back_on_the_next_scan() -> Result<()> {
+    preflight()?;
+    Lab::builder("bgpscan").hosts(2).run(|lab| {
+        let (h1, h2) = (lab.host(1), lab.host(2));
+        let (a1, a2) = (h1.ip.to_string(), h2.ip.to_string());
+        let conf = format!(
+            "{}protocol static s4 {{ ipv4; route 10.65.2.0/24 blackhole; route 10.65.3.0/24 blackhole; }}\n{}",
+            bird_head(&a2),
+            bird_bgp("ours", &a2, THEIRS, &a1, OURS, &v4_channel(""), "")
+        );
+        let _bird = Bird::start(lab, h2, "bird", &conf)?;
+        let ours = Ours::start(
+            lab,
+            h1,
+            "ours",
+            &[
+                "--asn",
+                "65001",
+                "--router-id",
+                &a1,
+                "--peer",
+                &format!("{a2},as=65002"),
+                "--fib-scan",
+                "1",
+            ],
+        )?;
+        ours.wait_established(&a2)?;
+        let via = format!("via {a2}");
+        wait_kernel(h1, "10.65.2.0/24", &[&via, "proto bgp"])?;
+        wait_kernel(h1, "10.65.3.0/24", &[&via, "proto bgp"])?;
+
+        // Someone deletes one of our routes, changes another, adds one with our protocol number, and
+        // adds a route of their own.
+        let ip = |args: &[&str]| -> Result<()> {
+            let mut all = vec!["ip", "route"];
+            all.extend_from_slice(args);
+            h1.cmd(&all).stdout().map(|_| ())
+        };
+        ip(&["del", "10.65.2.0/24", "proto", "186"])?;
+        ip(&["replace", "10.65.3.0/24", "dev", "eth0", "proto", "186"])?;
+        ip(&["add", "10.65.9.0/24", "via", &a2, "proto", "186"])?;
+        ip(&["add", "10.65.8.0/24", "via", &a2, "proto", "static"])?;
+        ensure!(kernel_route(h1, "10.65.2.0/24")?.is_empty());
+
+        // Within a scan or two: ours restored, the stray one of our protocol gone, theirs untouched.
+        wait_kernel(h1, "10.65.2.0/24", &[&via, "proto bgp"])?;
+        wait_kernel(h1, "10.65.3.0/24", &[&via, "proto bgp"])?;
+        wait_no_kernel(h1, "10.65.9.0/24")?;
+        let theirs = kernel_route(h1, "10.65.8.0/24")?;
+        ensure!(theirs.contains("proto static"), "another owner's route was touched: {theirs}");
+        Ok(())
+    })
+}

@@ -9,7 +9,7 @@
 //! Inputs: the file's text, the flags. Outputs: [`DaemonSettings`] or an error naming the bad part.
 //!
 //! The file has the flags' settings with underscores (`asn`, `router_id`, `cluster_id`, `listen`, `fib`, `fib_table`,
-//! `fib_protocol`, `ecmp`, `graceful_restart`, `control`, `metrics`), `[[peer]]` tables (`address`,
+//! `fib_protocol`, `fib_scan`, `ecmp`, `graceful_restart`, `control`, `metrics`), `[[peer]]` tables (`address`,
 //! `asn`, `passive`, `password`, `rr_client`, `hold`, `keepalive`, `multihop`, `gr`, `local`,
 //! `description`; times in seconds) and `[[announce]]` tables (`prefix`, `next_hop`, `communities`,
 //! `large_communities`). Flags win over the file; a `--peer` (or `--announce`) replaces the file's
@@ -96,6 +96,8 @@ pub struct ConfigFile {
     pub fib: Option<bool>,
     pub fib_table: Option<u32>,
     pub fib_protocol: Option<u8>,
+    /// Seconds between reads of our kernel routes (0: never).
+    pub fib_scan: Option<u64>,
     pub ecmp: Option<usize>,
     /// Seconds.
     pub graceful_restart: Option<u64>,
@@ -122,6 +124,7 @@ pub struct Overrides {
     pub fib: Option<bool>,
     pub fib_table: Option<u32>,
     pub fib_protocol: Option<u8>,
+    pub fib_scan: Option<u64>,
     pub ecmp: Option<usize>,
     pub graceful_restart: Option<u64>,
     pub control: Option<PathBuf>,
@@ -247,6 +250,14 @@ pub fn resolve(flags: &Overrides, file: Option<&ConfigFile>) -> Result<DaemonSet
             .fib_protocol
             .or(file.fib_protocol)
             .unwrap_or(crate::fib::DEFAULT_PROTOCOL),
+        scan: Some(
+            flags
+                .fib_scan
+                .or(file.fib_scan)
+                .unwrap_or(super::DEFAULT_FIB_SCAN),
+        )
+        .filter(|s| *s > 0)
+        .map(Duration::from_secs),
     });
     let graceful_restart = flags
         .graceful_restart
@@ -320,6 +331,7 @@ router_id = "10.250.0.11"
 cluster_id = "10.250.0.1"
 listen = ["10.250.0.11:179"]
 fib_table = 100
+fib_scan = 5
 ecmp = 4
 metrics = "127.0.0.1:9179"
 
@@ -358,7 +370,8 @@ large_communities = ["4200000001:1:2"]
             s.speaker.fib,
             Some(FibSettings {
                 table: 100,
-                protocol: 186
+                protocol: 186,
+                scan: Some(Duration::from_secs(5)),
             })
         );
         assert_eq!(s.speaker.ecmp, 4);
@@ -415,7 +428,14 @@ large_communities = ["4200000001:1:2"]
         let s = resolve(&bare, None).unwrap();
         assert_eq!(s.speaker.listen.len(), 2);
         assert_eq!(s.speaker.fib, Some(FibSettings::default()));
+        assert_eq!(s.speaker.fib.unwrap().scan, Some(Duration::from_secs(30)));
         assert_eq!((s.speaker.ecmp, s.speaker.graceful_restart), (1, None));
+        // A scan interval of 0 turns the kernel check off.
+        let off = Overrides {
+            fib_scan: Some(0),
+            ..bare
+        };
+        assert_eq!(resolve(&off, None).unwrap().speaker.fib.unwrap().scan, None);
     }
 
     #[test]

@@ -7,19 +7,22 @@
 //! four times while the kernel is busy (four ECMP peers sending the same routes) is written once. At start it adopts our routes a
 //! previous run left (graceful restart) and removes the ones nobody re-learned when told to sweep.
 //! A gateway the kernel cannot reach directly (a multihop peer's next hop) is resolved recursively
-//! through the kernel's own routes to it.
+//! through the kernel's own routes to it. Every [`FibSettings::scan`] it reads our routes back from the
+//! kernel and restores what someone else deleted or changed (and deletes routes of our protocol that
+//! we do not hold), as BIRD's kernel protocol does on its scan.
 //! Inputs: [`FibOp`]s. Outputs: kernel routes of our protocol in our table; warnings for refusals.
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use calico_netlink::route::{parse_route, route_gateways, RTM_GETROUTE};
 use calico_netlink::socket::Socket;
 use calico_netlink::{Message, NLM_F_REQUEST};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use super::held::Held;
 use super::metrics::FibStats;
@@ -59,7 +62,7 @@ pub(super) enum FibOp {
 /// The core's end of the FIB task.
 #[derive(Debug)]
 pub(super) struct FibHandle {
-    tx: mpsc::UnboundedSender<FibOp>,
+    tx: mpsc::Sender<FibOp>,
     stats: Arc<FibStats>,
     /// Batches of route changes sent and not yet written.
     in_flight: usize,
@@ -218,7 +221,7 @@ pub(super) fn start(
             have.insert(p, &Gateways::from(gws));
         }
     }
-    let (tx, rx) = mpsc::unbounded_channel();
+    let (tx, rx) = mpsc::channel();
     let stats = Arc::new(FibStats::default());
     stats.set_routes(have.len());
     let written = Arc::new(AtomicUsize::new(0));
@@ -228,6 +231,8 @@ pub(super) fn start(
         have,
         left,
         swept: sweep_now,
+        scan: settings.scan,
+        resolved: FastSet::default(),
         lookup: None,
         written: Arc::clone(&written),
         wake: Box::new(wake),
@@ -255,6 +260,11 @@ struct FibTask {
     /// Routes a previous run left that no change has touched yet (removed by the sweep).
     left: FastSet<Prefix>,
     swept: bool,
+    /// How often to read our routes back from the kernel and restore what others changed (`None`: never).
+    scan: Option<Duration>,
+    /// Prefixes written through resolved gateways (a multihop next hop): the kernel holds other
+    /// gateways for them than `have` records.
+    resolved: FastSet<Prefix>,
     /// A second socket for route lookups (recursive next hops), opened on first use.
     lookup: Option<Socket>,
     /// Route batches written, for the core to see; `wake` tells it to look.
@@ -263,9 +273,25 @@ struct FibTask {
 }
 
 impl FibTask {
-    fn run(&mut self, mut rx: mpsc::UnboundedReceiver<FibOp>) {
+    fn run(&mut self, rx: mpsc::Receiver<FibOp>) {
         let mut pending: Vec<(Prefix, Option<Gateways>)> = Vec::new();
-        while let Some(first) = rx.blocking_recv() {
+        let mut next_scan = self.scan.map(|every| Instant::now() + every);
+        loop {
+            let first = match next_scan {
+                Some(at) => match rx.recv_timeout(at.saturating_duration_since(Instant::now())) {
+                    Ok(op) => op,
+                    Err(RecvTimeoutError::Timeout) => {
+                        self.check();
+                        next_scan = self.scan.map(|every| Instant::now() + every);
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => return,
+                },
+                None => match rx.recv() {
+                    Ok(op) => op,
+                    Err(_) => return,
+                },
+            };
             let mut next = Some(first);
             let mut sweep = false;
             let mut stop = None;
@@ -363,7 +389,12 @@ impl FibTask {
                 _ => None,
             };
             match (gws, errno) {
-                (Some(g), None) => self.have.insert(*p, g),
+                (Some(g), None) => {
+                    self.have.insert(*p, g);
+                    if !self.resolved.is_empty() {
+                        self.resolved.remove(p);
+                    }
+                }
                 (Some(g), Some(ENETUNREACH)) => {
                     let resolved = self.resolve(g);
                     if !resolved.is_empty() && resolved[..] != g[..] {
@@ -377,6 +408,9 @@ impl FibTask {
                 }
                 (None, None | Some(ESRCH)) => {
                     self.have.remove(p);
+                    if !self.resolved.is_empty() {
+                        self.resolved.remove(p);
+                    }
                 }
                 (None, Some(errno)) => {
                     tracing::warn!(prefix = %p.0, len = p.1, errno, "cannot delete route")
@@ -395,6 +429,7 @@ impl FibTask {
                         } else {
                             // Recorded under the wanted gateways, so an unchanged route is not rewritten.
                             self.have.insert(p, &wanted);
+                            self.resolved.insert(p);
                         }
                     }
                 }
@@ -409,6 +444,67 @@ impl FibTask {
             took_us = started.elapsed().as_micros() as u64,
             "kernel FIB written"
         );
+    }
+
+    /// Reads our routes back from the kernel; restores those someone else deleted or changed and deletes
+    /// routes of our protocol we do not hold. Keeps no copy of the kernel's table unless routes are missing.
+    fn check(&mut self) {
+        let started = Instant::now();
+        let mut matched = 0usize;
+        let mut fix: Vec<(Prefix, Option<Gateways>)> = Vec::new();
+        let mut foreign: Vec<(Prefix, Option<Gateways>)> = Vec::new();
+        let (have, resolved) = (&self.have, &self.resolved);
+        let scanned = self.fib.scan(|p, gws| match have.get(&p) {
+            Some(h) => {
+                matched += 1;
+                if h[..] != gws[..] && !resolved.contains(&p) {
+                    fix.push((p, Some(h.clone())));
+                }
+            }
+            None => foreign.push((p, None)),
+        });
+        if let Err(e) = scanned {
+            tracing::warn!(error = %e, "cannot read the kernel's routes back");
+            return;
+        }
+        if matched < self.have.len() {
+            let mut seen = FastSet::default();
+            if let Err(e) = self.fib.scan(|p, _| {
+                seen.insert(p);
+            }) {
+                tracing::warn!(error = %e, "cannot read the kernel's routes back");
+                return;
+            }
+            fix.extend(
+                self.have
+                    .prefixes()
+                    .filter(|p| !seen.contains(p))
+                    .map(|p| (p, self.have.get(&p).cloned())),
+            );
+        }
+        if fix.is_empty() && foreign.is_empty() {
+            tracing::debug!(
+                routes = matched,
+                took_us = started.elapsed().as_micros() as u64,
+                "kernel FIB checked"
+            );
+            return;
+        }
+        tracing::warn!(
+            restored = fix.len(),
+            removed = foreign.len(),
+            "our kernel routes were changed by someone else: restoring them"
+        );
+        if !foreign.is_empty() {
+            if let Err(e) = self.fib.write(&foreign) {
+                tracing::error!(error = %e, "kernel FIB update failed");
+            }
+        }
+        // Forget what the kernel lost, so the write below is not skipped as already done.
+        for (p, _) in &fix {
+            self.have.remove(p);
+        }
+        self.sync(&mut fix);
     }
 
     /// The gateways through which the kernel reaches each of `gws` (recursive next hops).
@@ -451,8 +547,8 @@ mod tests {
     use crate::rib::RibConfig;
     use std::net::Ipv4Addr;
 
-    fn handle() -> (FibHandle, mpsc::UnboundedReceiver<FibOp>) {
-        let (tx, rx) = mpsc::unbounded_channel();
+    fn handle() -> (FibHandle, mpsc::Receiver<FibOp>) {
+        let (tx, rx) = mpsc::channel();
         let h = FibHandle {
             tx,
             stats: Arc::default(),
@@ -484,7 +580,7 @@ mod tests {
 
     #[test]
     fn a_busy_thread_gets_each_changed_prefix_once_with_its_latest_state() {
-        let (mut h, mut rx) = handle();
+        let (mut h, rx) = handle();
         let rib = Rib::new(RibConfig::new(65001, Ipv4Addr::new(10, 0, 0, 1)));
         // Two batches go at once; the thread has not written either yet.
         h.changes(&[install(1, 1)]);
@@ -515,7 +611,7 @@ mod tests {
 
     #[test]
     fn a_sweep_follows_every_waiting_change() {
-        let (mut h, mut rx) = handle();
+        let (mut h, rx) = handle();
         let rib = Rib::new(RibConfig::new(65001, Ipv4Addr::new(10, 0, 0, 1)));
         h.in_flight = IN_FLIGHT;
         h.changes(&[install(1, 1), install(2, 1)]);

@@ -90,13 +90,20 @@ pub struct FibSettings {
     pub table: u32,
     /// The route protocol number marking our routes (186 by default; never Felix's 80).
     pub protocol: u8,
+    /// How often our routes are read back from the kernel and what someone else deleted or changed is
+    /// restored (`None`: never).
+    pub scan: Option<std::time::Duration>,
 }
+
+/// The default [`FibSettings::scan`] interval, in seconds.
+pub const DEFAULT_FIB_SCAN: u64 = 30;
 
 impl Default for FibSettings {
     fn default() -> Self {
         FibSettings {
             table: crate::fib::DEFAULT_TABLE,
             protocol: crate::fib::DEFAULT_PROTOCOL,
+            scan: Some(std::time::Duration::from_secs(DEFAULT_FIB_SCAN)),
         }
     }
 }

@@ -516,6 +516,7 @@ async fn start_speaker(
         fib: Some(FibSettings {
             table: FIB_TABLE,
             protocol: FIB_PROTOCOL,
+            ..FibSettings::default()
         }),
         ecmp: opts.ecmp,
         graceful_restart: Some(bgp::graceful_restart(state)),
