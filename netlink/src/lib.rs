@@ -8,6 +8,7 @@
 
 pub mod error;
 pub mod link;
+pub mod nexthop;
 pub mod route;
 pub mod socket;
 

@@ -26,6 +26,16 @@ fn preflight() -> Result<()> {
     Ok(())
 }
 
+/// The nexthop object a route line of `ip route` names (`nhid N`).
+fn nhid(line: &str) -> Result<String> {
+    let mut words = line.split_whitespace();
+    words.find(|w| *w == "nhid");
+    words
+        .next()
+        .map(String::from)
+        .ok_or_else(|| anyhow::anyhow!("no nexthop object in {line:?}"))
+}
+
 /// Our AS, BIRD's AS.
 const OURS: u32 = 65001;
 const THEIRS: u32 = 65002;
@@ -107,7 +117,16 @@ fn ebgp_ipv4_routes_reach_both_kernels_and_withdrawals_follow() -> Result<()> {
         wait_no_kernel(h1, "10.65.2.0/24")?;
         ensure!(!kernel_route(h1, "10.65.3.0/24")?.is_empty());
 
-        // A clean stop withdraws our routes from BIRD's kernel and leaves none of ours behind.
+        // Our route goes through a nexthop object of ours.
+        let id = nhid(&kernel_route(h1, "10.65.3.0/24")?)?;
+        let object = h1.cmd(&["ip", "nexthop", "show", "id", &id]).stdout()?;
+        ensure!(
+            object.contains(&format!("via {a2} dev eth0")) && object.contains("proto bgp"),
+            "{object}"
+        );
+
+        // A clean stop withdraws our routes from BIRD's kernel and leaves none of ours behind, routes
+        // or nexthop objects.
         let mut ours = ours;
         ours.daemon.stop(Duration::from_secs(5));
         wait_no_kernel(h2, "10.65.1.0/24")?;
@@ -115,6 +134,11 @@ fn ebgp_ipv4_routes_reach_both_kernels_and_withdrawals_follow() -> Result<()> {
         ensure!(
             left.is_empty(),
             "our routes were left in the kernel: {left}"
+        );
+        let objects = h1.cmd(&["ip", "nexthop", "show"]).stdout()?;
+        ensure!(
+            !objects.contains("proto bgp"),
+            "our nexthop objects were left in the kernel: {objects}"
         );
         Ok(())
     })
@@ -269,7 +293,7 @@ fn ecmp_from_two_bird_peers_is_one_multipath_route() -> Result<()> {
         )?;
         ours.wait_established(&a2)?;
         ours.wait_established(&a3)?;
-        wait_kernel(
+        let line = wait_kernel(
             h1,
             "10.65.9.0/24",
             &[
@@ -278,6 +302,14 @@ fn ecmp_from_two_bird_peers_is_one_multipath_route() -> Result<()> {
                 "proto bgp",
             ],
         )?;
+        // Through a nexthop group of ours (this kernel has nexthop objects), whose members are the two
+        // gateways.
+        let id = nhid(&line)?;
+        let group = h1.cmd(&["ip", "nexthop", "show", "id", &id]).stdout()?;
+        ensure!(
+            group.contains("group") && group.contains("proto bgp"),
+            "{group}"
+        );
         // One peer goes away: the route falls back to the other.
         birds[1].birdc("disable ours")?;
         let line = wait_kernel(h1, "10.65.9.0/24", &[&format!("via {a2}")])?;
@@ -629,7 +661,8 @@ fn routes_someone_else_deletes_or_changes_come_back_on_the_next_scan() -> Result
         ip(&["replace", "10.65.3.0/24", "dev", "eth0", "proto", "186"])?;
         ip(&["add", "10.65.9.0/24", "via", &a2, "proto", "186"])?;
         ip(&["add", "10.65.8.0/24", "via", &a2, "proto", "static"])?;
-        ensure!(kernel_route(h1, "10.65.2.0/24")?.is_empty());
+        // (Each command succeeded, so each change was made; a scan may already be putting it right, so
+        // the kernel is not checked in between.)
 
         // Within a scan or two: ours restored, the stray one of our protocol gone, theirs untouched.
         wait_kernel(h1, "10.65.2.0/24", &[&via, "proto bgp"])?;
@@ -637,6 +670,18 @@ fn routes_someone_else_deletes_or_changes_come_back_on_the_next_scan() -> Result
         wait_no_kernel(h1, "10.65.9.0/24")?;
         let theirs = kernel_route(h1, "10.65.8.0/24")?;
         ensure!(theirs.contains("proto static"), "another owner's route was touched: {theirs}");
+
+        // Someone deletes the nexthop object our routes go through (the kernel deletes the routes with
+        // it): they come back through a new one.
+        let id = nhid(&kernel_route(h1, "10.65.2.0/24")?)?;
+        h1.cmd(&["ip", "nexthop", "del", "id", &id]).stdout()?;
+        wait_until(ROUTE, "the routes through a new nexthop object", || {
+            let line = kernel_route(h1, "10.65.2.0/24")?;
+            Ok(!line.is_empty() && nhid(&line)? != id)
+        })?;
+        let back = wait_kernel(h1, "10.65.2.0/24", &[&via, "proto bgp"])?;
+        wait_kernel(h1, "10.65.3.0/24", &[&via, "proto bgp"])?;
+        ensure!(nhid(&back)? != id, "{back}");
         Ok(())
     })
 }

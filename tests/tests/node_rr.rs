@@ -110,6 +110,27 @@ fn addresses(hosts: &[&Host]) -> BTreeSet<String> {
         .collect()
 }
 
+/// `ip route` output without the `nhid N` of routes through nexthop objects (the speaker's, where the
+/// kernel has them), so a line reads `PREFIX via GATEWAY ...` either way.
+fn without_nhid(routes: &str) -> String {
+    routes
+        .lines()
+        .map(|line| {
+            let mut words = line.split(' ');
+            let mut kept = Vec::new();
+            while let Some(w) = words.next() {
+                if w == "nhid" {
+                    words.next();
+                } else {
+                    kept.push(w);
+                }
+            }
+            kept.join(" ")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Waits until `host`'s kernel has a BGP route (protocol 186) containing `want`.
 fn wait_route(host: &Host, v6: bool, want: &str) -> Result<()> {
     let argv: &[&str] = if v6 {
@@ -119,7 +140,7 @@ fn wait_route(host: &Host, v6: bool, want: &str) -> Result<()> {
     };
     let mut last = String::new();
     let found = wait_until(WITHIN, &format!("{} has `{want}`", host.name), || {
-        last = host.cmd(argv).stdout()?;
+        last = without_nhid(&host.cmd(argv).stdout()?);
         Ok(last.contains(want))
     });
     found.with_context(|| format!("{}'s BGP routes: {last}", host.name))

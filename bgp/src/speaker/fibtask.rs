@@ -204,13 +204,16 @@ pub(super) fn start(
     let adopted = read.len();
     let mut have = Held::default();
     let mut left = FastSet::default();
-    if sweep_now && adopted > 0 {
-        let gone: Vec<(Prefix, Option<&[IpAddr]>)> = read.keys().map(|p| (*p, None)).collect();
-        let failed = fib.write(&gone)?;
-        tracing::info!(
-            removed = adopted - failed.len(),
-            "removed routes a previous run left"
-        );
+    if sweep_now {
+        if adopted > 0 {
+            let gone: Vec<(Prefix, Option<&[IpAddr]>)> = read.keys().map(|p| (*p, None)).collect();
+            let failed = fib.write(&gone)?;
+            tracing::info!(
+                removed = adopted - failed.len(),
+                "removed routes a previous run left"
+            );
+        }
+        fib.clear_nexthops();
     } else if adopted > 0 {
         tracing::info!(
             adopted,
@@ -220,7 +223,16 @@ pub(super) fn start(
             left.insert(p);
             have.insert(p, &Gateways::from(gws));
         }
+        fib.collect_unused(true);
+    } else {
+        fib.collect_unused(true);
     }
+    tracing::info!(
+        nexthop_objects = fib.uses_nexthop_objects(),
+        table = settings.table,
+        protocol = settings.protocol,
+        "kernel FIB opened"
+    );
     let (tx, rx) = mpsc::channel();
     let stats = Arc::new(FibStats::default());
     stats.set_routes(have.len());
@@ -329,6 +341,11 @@ impl FibTask {
             }
             self.sync(&mut pending);
             pending.clear();
+            if matches!(stop, Some((true, _))) {
+                self.fib.clear_nexthops();
+            } else {
+                self.fib.collect_unused(false);
+            }
             if batches > 0 {
                 self.written.fetch_add(batches, Ordering::AcqRel);
                 (self.wake)();
