@@ -13,7 +13,9 @@
 //! `Command` ([`crate::hooks::list::rewrite`]).
 //!
 //! Both read the daemon's answer into memory (it is small and never a stream); an answer that names no
-//! Calico label is passed on as it came, without being parsed.
+//! Calico label is passed on as it came, without being parsed. One that does is checked whole, but only
+//! the members the hook needs are parsed; the others are copied as the daemon wrote them, in its order
+//! ([`crate::hooks::rawjson`]).
 
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
@@ -22,7 +24,7 @@ use hyper::{Method, Request, Response, StatusCode};
 
 use crate::container::{self, short};
 use crate::docker;
-use crate::hooks::workload::NODE_LABEL;
+use crate::hooks::workload::mentions_calico;
 use crate::passthrough::{docker_error, full, send, Body, Calico, ConnState, Upstream};
 
 /// The largest inspect or list answer read.
@@ -109,8 +111,8 @@ pub async fn inspect(
     conn: &ConnState,
 ) -> Response<Body> {
     let resp = send(req.map(|b| b.boxed()), upstream, conn).await;
-    rewrite_answer(resp, |v| {
-        crate::hooks::inspect::rewrite(v, &calico.node, calico.gateway_v4, calico.gateway_v6)
+    rewrite_answer(resp, |text| {
+        crate::hooks::inspect::rewrite(text, &calico.node, calico.gateway_v4, calico.gateway_v6)
     })
     .await
 }
@@ -121,17 +123,11 @@ pub async fn list(req: Request<Incoming>, upstream: &Upstream, conn: &ConnState)
     rewrite_answer(resp, crate::hooks::list::rewrite).await
 }
 
-/// True when `body` mentions Calico's labels at all (else it needs no parsing).
-fn mentions_calico(body: &[u8]) -> bool {
-    let needle = NODE_LABEL.as_bytes();
-    body.windows(needle.len()).any(|w| w == needle)
-}
-
-/// Reads a 200 answer of JSON and passes it through `rewrite` when it concerns a Calico container;
-/// anything else goes on as it came (with its length now known).
+/// Reads a 200 answer of JSON and passes its text through `rewrite` when it names a Calico label;
+/// anything `rewrite` leaves (`None`) goes on as it came (with its length now known).
 async fn rewrite_answer(
     resp: Response<Body>,
-    rewrite: impl FnOnce(&mut serde_json::Value) -> bool,
+    rewrite: impl FnOnce(&str) -> Option<String>,
 ) -> Response<Body> {
     if resp.status() != StatusCode::OK {
         return resp;
@@ -147,17 +143,13 @@ async fn rewrite_answer(
         }
     };
     let rewritten = mentions_calico(&bytes)
-        .then(|| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+        .then(|| std::str::from_utf8(&bytes).ok())
         .flatten()
-        .and_then(|mut v| {
-            rewrite(&mut v)
-                .then(|| serde_json::to_vec(&v).ok())
-                .flatten()
-        });
+        .and_then(rewrite);
     let out = match rewritten {
-        Some(mut b) => {
-            b.push(b'\n');
-            bytes::Bytes::from(b)
+        Some(mut text) => {
+            text.push('\n');
+            bytes::Bytes::from(text)
         }
         None => bytes,
     };
@@ -190,6 +182,37 @@ mod tests {
         assert!(list_target(&Method::GET, "/containers/json"));
         assert!(!list_target(&Method::POST, "/containers/json"));
         assert!(!list_target(&Method::GET, "/containers/abc/json"));
+    }
+
+    /// The body and `Content-Length` of `rewrite_answer` on a 200 answer of `body`, with the inspect
+    /// hook of node h1.
+    fn rewritten(body: &str) -> (String, String) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let resp = Response::new(full(body.to_string()));
+        let resp = rt.block_on(rewrite_answer(resp, |text| {
+            crate::hooks::inspect::rewrite(text, "h1", None, None)
+        }));
+        let length = resp.headers()[CONTENT_LENGTH].to_str().unwrap().to_string();
+        let out = rt.block_on(resp.into_body().collect()).unwrap().to_bytes();
+        (String::from_utf8(out.to_vec()).unwrap(), length)
+    }
+
+    #[test]
+    fn answers_pass_unchanged_unless_a_calico_container_is_rewritten() {
+        use crate::hooks::inspect::tests::{calico_labels, docker_answer};
+        let plain = format!("{}\n", docker_answer(r#"{"app":"x"}"#));
+        assert_eq!(rewritten(&plain), (plain.clone(), plain.len().to_string()));
+        let calico = format!("{}\n", docker_answer(&calico_labels()));
+        let broken = &calico[..calico.len() - 3];
+        assert_eq!(rewritten(broken), (broken.into(), broken.len().to_string()));
+        let (out, length) = rewritten(&calico);
+        assert_ne!(out, calico);
+        assert!(out.ends_with("}\n"));
+        assert_eq!(length, out.len().to_string());
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["NetworkSettings"]["IPAddress"], "10.65.0.2");
     }
 
     #[test]

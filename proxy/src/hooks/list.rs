@@ -5,11 +5,15 @@
 //! same answer with `Command` of every container that carries the wrapper's labels
 //! (`org.projectcalico.entrypoint`, `.cmd`) rebuilt from them, formatted as dockerd formats it (the
 //! path, then the arguments, each one that holds a space in single quotes). Other containers and
-//! every other field are left alone.
+//! every other field are left alone: rows that do not name the Calico node label are copied as Docker
+//! wrote them, without being parsed, and a rewritten row keeps its members' order and text.
+
+use std::borrow::Cow;
 
 use serde_json::Value;
 
-use super::workload::recorded;
+use super::rawjson::{array, elements, RawObject};
+use super::workload::{mentions_calico, recorded};
 
 /// A command line as dockerd's list shows it: `path arg…`, arguments with a space in single quotes.
 pub fn command_line(argv: &[String]) -> String {
@@ -42,30 +46,36 @@ fn strings(v: &Value) -> Vec<String> {
     }
 }
 
-/// Rewrites a list answer in place; true when some container's `Command` changed.
-pub fn rewrite(v: &mut Value) -> bool {
-    let Some(list) = v.as_array_mut() else {
-        return false;
-    };
-    let mut changed = false;
-    for c in list {
-        let Some((ep, cmd)) = recorded(c.get("Labels")).and_then(|r| r.argv) else {
-            continue;
-        };
-        let mut argv = strings(&ep);
-        argv.extend(strings(&cmd));
-        if argv.is_empty() {
-            continue;
-        }
-        let line = command_line(&argv);
-        if let Some(obj) = c.as_object_mut() {
-            if obj.get("Command").and_then(Value::as_str) != Some(line.as_str()) {
-                obj.insert("Command".into(), Value::String(line));
-                changed = true;
-            }
-        }
+/// Rewrites one container summary; `None` when it is left as it is.
+fn rewrite_row(row: &str) -> Option<String> {
+    let mut obj = RawObject::parse(row)?;
+    let (ep, cmd) = recorded(obj.value::<Value>("Labels").as_ref())?.argv?;
+    let mut argv = strings(&ep);
+    argv.extend(strings(&cmd));
+    if argv.is_empty() {
+        return None;
     }
-    changed
+    let line = command_line(&argv);
+    if obj.value::<String>("Command").as_deref() == Some(line.as_str()) {
+        return None;
+    }
+    obj.set("Command", &line);
+    Some(obj.to_json())
+}
+
+/// Rewrites a list answer (the text of Docker's JSON array); `None` when no container's `Command`
+/// changed (or it is not a list), and the answer is to go on as it came.
+pub fn rewrite(answer: &str) -> Option<String> {
+    let mut changed = false;
+    let mut rows: Vec<Cow<str>> = Vec::new();
+    for row in elements(answer)? {
+        let new = mentions_calico(row.as_bytes())
+            .then(|| rewrite_row(row))
+            .flatten();
+        changed |= new.is_some();
+        rows.push(new.map_or(Cow::Borrowed(row), Cow::Owned));
+    }
+    changed.then(|| array(&rows))
 }
 
 #[cfg(test)]
@@ -101,14 +111,50 @@ mod tests {
             {"Id": "no-wrapper", "Command": "sleep 1d", "Labels": {NODE_LABEL: "h1"}},
         ]);
         let before = v.clone();
-        assert!(rewrite(&mut v));
+        let out = rewrite(&v.to_string()).expect("Calico rows change");
+        v = serde_json::from_str(&out).unwrap();
         assert_eq!(v[0]["Command"], "sh -c 'echo hi; exec sleep 1d'");
         assert_eq!(v[0]["State"], "running");
         assert_eq!(v[1]["Command"], "/entry serve");
         assert_eq!(v[2], before[2]);
         assert_eq!(v[3], before[3]);
         // A second pass changes nothing.
-        assert!(!rewrite(&mut v));
+        assert_eq!(rewrite(&out), None);
+    }
+
+    #[test]
+    fn only_calico_rows_are_rewritten_and_the_rest_is_copied_as_it_came() {
+        let calico = format!(
+            r#"{{"Id":"abc","Names":["/web"],"Command":"/.calico-init -- sleep 1d","Created":1.7e9,"Labels":{{"{NODE_LABEL}":"h1","{ENTRYPOINT_LABEL}":"null","{CMD_LABEL}":"[\"sleep\",\"1d\"]"}},"State":"running"}}"#
+        );
+        let plain = r#"{"Id":"p","Command":"sleep  1d","Created":1.70e9,"Labels":{"app":"\u0078"},"Ports":[ ]}"#;
+        let unwrapped = format!(r#"{{"Id":"n","Command":"x","Labels":{{"{NODE_LABEL}":"h1"}}}}"#);
+        let answer = format!("[{plain},{calico},{unwrapped},{plain}]");
+        let out = rewrite(&answer).expect("the Calico row changes");
+        let rows = elements(&out).unwrap();
+        assert_eq!(rows[0], plain);
+        assert_eq!(rows[2], unwrapped);
+        assert_eq!(rows[3], plain);
+        let row = RawObject::parse(rows[1]).unwrap();
+        assert_eq!(
+            row.names().collect::<Vec<_>>(),
+            ["Id", "Names", "Command", "Created", "Labels", "State"]
+        );
+        assert_eq!(row.get("Command"), Some(r#""sleep 1d""#));
+        assert_eq!(row.get("Created"), Some("1.7e9"));
+        let before = RawObject::parse(&calico).unwrap();
+        assert_eq!(row.get("Labels"), before.get("Labels"));
+    }
+
+    #[test]
+    fn malformed_lists_are_left_alone() {
+        let row = format!(
+            r#"{{"Id":"abc","Command":"w","Labels":{{"{NODE_LABEL}":"h1","{ENTRYPOINT_LABEL}":"null","{CMD_LABEL}":"[\"a\"]"}}}}"#
+        );
+        assert!(rewrite(&format!("[{row}]")).is_some());
+        assert_eq!(rewrite(&format!("[{row}")), None);
+        assert_eq!(rewrite(&format!("[{row},]")), None);
+        assert_eq!(rewrite(&format!("[{row}] [")), None);
     }
 
     #[test]
@@ -125,10 +171,10 @@ mod tests {
 
     #[test]
     fn answers_that_are_not_lists_are_left_alone() {
-        let mut v = json!({"message": "page not found"});
-        assert!(!rewrite(&mut v));
-        assert_eq!(v, json!({"message": "page not found"}));
-        let mut empty = json!([]);
-        assert!(!rewrite(&mut empty));
+        assert_eq!(
+            rewrite(&json!({"message": "page not found"}).to_string()),
+            None
+        );
+        assert_eq!(rewrite("[]"), None);
     }
 }

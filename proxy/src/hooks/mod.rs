@@ -4,5 +4,6 @@
 pub mod create;
 pub mod inspect;
 pub mod list;
+pub mod rawjson;
 pub mod workload;
 pub mod wrapper;

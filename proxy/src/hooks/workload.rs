@@ -8,6 +8,7 @@
 //! read here too.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::LazyLock;
 
 use calico_master::model::{interface_name_for, MacAddr};
 use serde_json::{json, Map, Value};
@@ -26,6 +27,14 @@ pub const CMD_LABEL: &str = "org.projectcalico.cmd";
 pub const DOCKER: &str = "docker";
 /// The orchestrator name of bare namespaces wired by `calicoctl container add --netns`.
 pub const NETNS: &str = "netns";
+
+/// True when `text` (JSON as Docker wrote it) names [`NODE_LABEL`] anywhere: a container or an answer
+/// without it is no Calico container's and needs no parsing.
+pub fn mentions_calico(text: &[u8]) -> bool {
+    static FINDER: LazyLock<memchr::memmem::Finder<'static>> =
+        LazyLock::new(|| memchr::memmem::Finder::new(NODE_LABEL));
+    FINDER.find(text).is_some()
+}
 
 /// What the create hook recorded on a Calico container.
 #[derive(Debug, Clone, PartialEq, Eq)]
