@@ -29,7 +29,7 @@ use super::metrics::FibStats;
 use super::view::next_hop_ip;
 use super::{Error, FibSettings};
 use crate::fib::{Fib, Prefix};
-use crate::rib::hash::FastSet;
+use crate::rib::hash::{FastMap, FastSet};
 use crate::rib::{FibChange, Rib};
 use crate::wire;
 
@@ -69,10 +69,14 @@ pub(super) struct FibHandle {
     /// Batches the thread wrote since the core last looked (read between any two inputs, so a busy
     /// core feeds the thread without waiting for its own queue to reach the thread's wake-up).
     written: Arc<AtomicUsize>,
-    /// Prefixes changed while [`IN_FLIGHT`] batches were queued, in order of their first change; sent
-    /// with their state at the time they are sent.
-    dirty: VecDeque<wire::Prefix>,
-    marked: FastSet<wire::Prefix>,
+    /// Prefixes changed while [`IN_FLIGHT`] batches were queued, least recently changed first (a prefix
+    /// that changes again goes to the back: entries whose stamp is no longer the prefix's are skipped);
+    /// sent with their state at the time they are sent. Least recently changed first writes first what
+    /// has settled: with four ECMP peers sending the same routes at different speeds, the prefixes all of
+    /// them have sent, rather than the ones the fastest just sent and the others are about to.
+    dirty: VecDeque<(wire::Prefix, u32)>,
+    marked: FastMap<wire::Prefix, u32>,
+    stamp: u32,
 }
 
 impl FibHandle {
@@ -83,7 +87,7 @@ impl FibHandle {
 
     /// RIB changes for the kernel: sent at once while the thread has room, else remembered by prefix.
     pub fn changes(&mut self, changes: &[FibChange]) {
-        if self.in_flight < IN_FLIGHT && self.dirty.is_empty() {
+        if self.in_flight < IN_FLIGHT && self.marked.is_empty() {
             self.in_flight += 1;
             let _ = self.tx.send(FibOp::Routes(fib_changes(changes)));
             return;
@@ -92,9 +96,9 @@ impl FibHandle {
             let prefix = match c {
                 FibChange::Install { prefix, .. } | FibChange::Remove { prefix } => *prefix,
             };
-            if self.marked.insert(prefix) {
-                self.dirty.push_back(prefix);
-            }
+            self.stamp = self.stamp.wrapping_add(1);
+            self.marked.insert(prefix, self.stamp);
+            self.dirty.push_back((prefix, self.stamp));
         }
     }
 
@@ -106,26 +110,27 @@ impl FibHandle {
         }
         let batches = self.written.swap(0, Ordering::AcqRel);
         self.in_flight = self.in_flight.saturating_sub(batches);
-        while self.in_flight < IN_FLIGHT && !self.dirty.is_empty() {
+        while self.in_flight < IN_FLIGHT && !self.marked.is_empty() {
             self.send_dirty(WINDOW, rib);
         }
     }
 
     /// Sends up to `max` remembered prefixes in one batch.
     fn send_dirty(&mut self, max: usize, rib: &Rib) {
-        let n = self.dirty.len().min(max);
-        let batch: Vec<FibChange> = self
-            .dirty
-            .drain(..n)
-            .map(|p| {
+        let mut batch: Vec<FibChange> = Vec::with_capacity(max.min(self.marked.len()));
+        while batch.len() < max {
+            let Some((p, stamp)) = self.dirty.pop_front() else {
+                break;
+            };
+            if self.marked.get(&p) == Some(&stamp) {
                 self.marked.remove(&p);
-                rib.fib_state(&p)
-            })
-            .collect();
-        if self.dirty.is_empty() {
+                batch.push(rib.fib_state(&p));
+            }
+        }
+        if self.marked.is_empty() {
             // Give back the room a burst took.
             self.dirty = VecDeque::new();
-            self.marked = FastSet::default();
+            self.marked = FastMap::default();
         }
         self.in_flight += 1;
         let _ = self.tx.send(FibOp::Routes(fib_changes(&batch)));
@@ -133,7 +138,7 @@ impl FibHandle {
 
     /// Sends everything remembered now, ahead of `op` (a sweep or a stop must follow every change).
     fn flush_then(&mut self, op: FibOp, rib: &Rib) {
-        while !self.dirty.is_empty() {
+        while !self.marked.is_empty() {
             self.send_dirty(WINDOW, rib);
         }
         let _ = self.tx.send(op);
@@ -259,7 +264,8 @@ pub(super) fn start(
         in_flight: 0,
         written,
         dirty: VecDeque::new(),
-        marked: FastSet::default(),
+        marked: FastMap::default(),
+        stamp: 0,
     };
     Ok((handle, adopted))
 }
@@ -572,7 +578,8 @@ mod tests {
             in_flight: 0,
             written: Arc::default(),
             dirty: VecDeque::new(),
-            marked: FastSet::default(),
+            marked: FastMap::default(),
+            stamp: 0,
         };
         (h, rx)
     }
@@ -604,11 +611,11 @@ mod tests {
         h.changes(&[install(2, 1)]);
         assert_eq!(routes(rx.try_recv().unwrap()).len(), 1);
         assert_eq!(routes(rx.try_recv().unwrap()).len(), 1);
-        // Further changes wait as prefixes, each once, in order of their first change.
+        // Further changes wait as prefixes, each once, least recently changed first.
         h.changes(&[install(3, 1), install(1, 2)]);
         h.changes(&[install(3, 2), install(4, 1), install(1, 3)]);
         assert!(rx.try_recv().is_err());
-        assert_eq!(h.dirty, [p(3), p(1), p(4)]);
+        assert_eq!(h.marked.len(), 3);
         // Nothing written yet: feeding sends nothing.
         h.feed(&rib);
         assert!(rx.try_recv().is_err());
@@ -617,7 +624,7 @@ mod tests {
         h.written.fetch_add(1, Ordering::AcqRel);
         h.feed(&rib);
         let sent = routes(rx.try_recv().unwrap());
-        let want: Vec<(Prefix, Option<Gateways>)> = [3, 1, 4]
+        let want: Vec<(Prefix, Option<Gateways>)> = [3, 4, 1]
             .iter()
             .map(|l| ((p(*l).addr(), 32), None))
             .collect();
