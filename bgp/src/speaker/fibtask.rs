@@ -69,14 +69,9 @@ pub(super) struct FibHandle {
     /// Batches the thread wrote since the core last looked (read between any two inputs, so a busy
     /// core feeds the thread without waiting for its own queue to reach the thread's wake-up).
     written: Arc<AtomicUsize>,
-    /// Prefixes changed while [`IN_FLIGHT`] batches were queued, least recently changed first (a prefix
-    /// that changes again goes to the back: entries whose stamp is no longer the prefix's are skipped);
-    /// sent with their state at the time they are sent. Least recently changed first writes first what
-    /// has settled: with four ECMP peers sending the same routes at different speeds, the prefixes all of
-    /// them have sent, rather than the ones the fastest just sent and the others are about to.
-    dirty: VecDeque<(wire::Prefix, u32)>,
-    marked: FastMap<wire::Prefix, u32>,
-    stamp: u32,
+    /// Prefixes changed while [`IN_FLIGHT`] batches were queued; sent, least recently changed first,
+    /// with their state at the time they are sent.
+    waiting: Waiting,
 }
 
 impl FibHandle {
@@ -87,7 +82,7 @@ impl FibHandle {
 
     /// RIB changes for the kernel: sent at once while the thread has room, else remembered by prefix.
     pub fn changes(&mut self, changes: &[FibChange]) {
-        if self.in_flight < IN_FLIGHT && self.marked.is_empty() {
+        if self.in_flight < IN_FLIGHT && self.waiting.is_empty() {
             self.in_flight += 1;
             let _ = self.tx.send(FibOp::Routes(fib_changes(changes)));
             return;
@@ -96,9 +91,7 @@ impl FibHandle {
             let prefix = match c {
                 FibChange::Install { prefix, .. } | FibChange::Remove { prefix } => *prefix,
             };
-            self.stamp = self.stamp.wrapping_add(1);
-            self.marked.insert(prefix, self.stamp);
-            self.dirty.push_back((prefix, self.stamp));
+            self.waiting.mark(prefix);
         }
     }
 
@@ -110,27 +103,17 @@ impl FibHandle {
         }
         let batches = self.written.swap(0, Ordering::AcqRel);
         self.in_flight = self.in_flight.saturating_sub(batches);
-        while self.in_flight < IN_FLIGHT && !self.marked.is_empty() {
+        while self.in_flight < IN_FLIGHT && !self.waiting.is_empty() {
             self.send_dirty(WINDOW, rib);
         }
     }
 
     /// Sends up to `max` remembered prefixes in one batch.
     fn send_dirty(&mut self, max: usize, rib: &Rib) {
-        let mut batch: Vec<FibChange> = Vec::with_capacity(max.min(self.marked.len()));
+        let mut batch: Vec<FibChange> = Vec::with_capacity(max.min(self.waiting.len()));
         while batch.len() < max {
-            let Some((p, stamp)) = self.dirty.pop_front() else {
-                break;
-            };
-            if self.marked.get(&p) == Some(&stamp) {
-                self.marked.remove(&p);
-                batch.push(rib.fib_state(&p));
-            }
-        }
-        if self.marked.is_empty() {
-            // Give back the room a burst took.
-            self.dirty = VecDeque::new();
-            self.marked = FastMap::default();
+            let Some(p) = self.waiting.pop() else { break };
+            batch.push(rib.fib_state(&p));
         }
         self.in_flight += 1;
         let _ = self.tx.send(FibOp::Routes(fib_changes(&batch)));
@@ -138,7 +121,7 @@ impl FibHandle {
 
     /// Sends everything remembered now, ahead of `op` (a sweep or a stop must follow every change).
     fn flush_then(&mut self, op: FibOp, rib: &Rib) {
-        while !self.marked.is_empty() {
+        while !self.waiting.is_empty() {
             self.send_dirty(WINDOW, rib);
         }
         let _ = self.tx.send(op);
@@ -154,6 +137,77 @@ impl FibHandle {
         let (done, rx) = oneshot::channel();
         self.flush_then(FibOp::Stop { clear, done }, rib);
         let _ = rx.await;
+    }
+}
+
+/// Prefixes waiting for the FIB thread, least recently changed first: a prefix that changes again goes
+/// to the back (its older entry is skipped: its stamp is no longer the prefix's). That writes first what
+/// has settled: with four ECMP peers sending the same routes at different speeds, the prefixes all of them
+/// have sent go before the ones the fastest just sent and the others are about to.
+///
+/// IPv4 prefixes are kept as `u64` keys (12 bytes an entry, not 24: a burst of 100,000 routes waits
+/// here whole).
+#[derive(Debug, Default)]
+pub(super) struct Waiting {
+    v4: VecDeque<(u64, u32)>,
+    v6: VecDeque<(wire::Prefix, u32)>,
+    stamps4: FastMap<u64, u32>,
+    stamps6: FastMap<wire::Prefix, u32>,
+    stamp: u32,
+}
+
+impl Waiting {
+    fn is_empty(&self) -> bool {
+        self.stamps4.is_empty() && self.stamps6.is_empty()
+    }
+
+    fn len(&self) -> usize {
+        self.stamps4.len() + self.stamps6.len()
+    }
+
+    fn mark(&mut self, prefix: wire::Prefix) {
+        self.stamp = self.stamp.wrapping_add(1);
+        match prefix.addr() {
+            IpAddr::V4(a) => {
+                let key = (u64::from(u32::from(a)) << 8) | u64::from(prefix.len());
+                self.stamps4.insert(key, self.stamp);
+                self.v4.push_back((key, self.stamp));
+            }
+            IpAddr::V6(_) => {
+                self.stamps6.insert(prefix, self.stamp);
+                self.v6.push_back((prefix, self.stamp));
+            }
+        }
+    }
+
+    /// The least recently changed prefix (IPv4 before IPv6), no longer waiting.
+    fn pop(&mut self) -> Option<wire::Prefix> {
+        let found = loop {
+            if let Some((key, stamp)) = self.v4.pop_front() {
+                if self.stamps4.get(&key) == Some(&stamp) {
+                    self.stamps4.remove(&key);
+                    let addr = std::net::Ipv4Addr::from((key >> 8) as u32);
+                    if let Some(p) = wire::Prefix::new(IpAddr::V4(addr), (key & 0xff) as u8) {
+                        break Some(p);
+                    }
+                }
+            } else if let Some((prefix, stamp)) = self.v6.pop_front() {
+                if self.stamps6.get(&prefix) == Some(&stamp) {
+                    self.stamps6.remove(&prefix);
+                    break Some(prefix);
+                }
+            } else {
+                break None;
+            }
+        };
+        if self.is_empty() {
+            // Give back the room a burst took.
+            *self = Waiting {
+                stamp: self.stamp,
+                ..Waiting::default()
+            };
+        }
+        found
     }
 }
 
@@ -263,9 +317,7 @@ pub(super) fn start(
         stats,
         in_flight: 0,
         written,
-        dirty: VecDeque::new(),
-        marked: FastMap::default(),
-        stamp: 0,
+        waiting: Waiting::default(),
     };
     Ok((handle, adopted))
 }
@@ -577,9 +629,7 @@ mod tests {
             stats: Arc::default(),
             in_flight: 0,
             written: Arc::default(),
-            dirty: VecDeque::new(),
-            marked: FastMap::default(),
-            stamp: 0,
+            waiting: Waiting::default(),
         };
         (h, rx)
     }
@@ -615,7 +665,7 @@ mod tests {
         h.changes(&[install(3, 1), install(1, 2)]);
         h.changes(&[install(3, 2), install(4, 1), install(1, 3)]);
         assert!(rx.try_recv().is_err());
-        assert_eq!(h.marked.len(), 3);
+        assert_eq!(h.waiting.len(), 3);
         // Nothing written yet: feeding sends nothing.
         h.feed(&rib);
         assert!(rx.try_recv().is_err());
@@ -629,8 +679,27 @@ mod tests {
             .map(|l| ((p(*l).addr(), 32), None))
             .collect();
         assert_eq!(sent, want);
-        assert!(h.dirty.is_empty() && h.marked.is_empty());
+        assert!(h.waiting.is_empty() && h.waiting.v4.is_empty());
         assert_eq!(h.in_flight, 2);
+    }
+
+    #[test]
+    fn waiting_prefixes_of_both_families_come_back_whole_and_once() {
+        let mut w = Waiting::default();
+        let v6 = wire::Prefix::new("fd00:65::".parse().unwrap(), 122).unwrap();
+        let v4 = wire::Prefix::new("10.65.3.0".parse().unwrap(), 26).unwrap();
+        w.mark(v6);
+        w.mark(v4);
+        w.mark(p(9));
+        w.mark(v4);
+        w.mark(v6);
+        assert_eq!(w.len(), 3);
+        // IPv4 first, least recently changed first; each once.
+        assert_eq!(w.pop(), Some(p(9)));
+        assert_eq!(w.pop(), Some(v4));
+        assert_eq!(w.pop(), Some(v6));
+        assert_eq!(w.pop(), None);
+        assert!(w.is_empty() && w.v4.capacity() == 0);
     }
 
     #[test]
@@ -642,7 +711,7 @@ mod tests {
         h.sweep(&rib);
         assert_eq!(routes(rx.try_recv().unwrap()).len(), 2);
         assert!(matches!(rx.try_recv().unwrap(), FibOp::Sweep));
-        assert!(h.dirty.is_empty());
+        assert!(h.waiting.is_empty());
     }
 
     #[test]
