@@ -21,11 +21,10 @@ use std::path::Path;
 
 use calico_netlink::nexthop::{self, route_nh_id, RTM_NEWNEXTHOP};
 use calico_netlink::route::{
-    self, del_prefix_route, parse_route, set_gateway_route, GatewayRoute, RTM_GETROUTE,
-    RTM_NEWROUTE,
+    self, del_prefix_route, parse_route, set_gateway_route, GatewayRoute, RTM_NEWROUTE,
 };
 use calico_netlink::socket::Socket;
-use calico_netlink::{Error, Message, NLM_F_REQUEST};
+use calico_netlink::Error;
 
 /// The routing protocol number of the speaker's routes (`bgp` in /etc/iproute2/rt_protos).
 pub const DEFAULT_PROTOCOL: u8 = 186;
@@ -38,8 +37,6 @@ const COLLECT_AFTER: usize = 256;
 const EEXIST: i32 = 17;
 const EINVAL: i32 = 22;
 const ENOENT: i32 = 2;
-const RTA_GATEWAY: u16 = 5;
-const RTA_DST: u16 = 1;
 
 /// A prefix: its address and length.
 pub type Prefix = (IpAddr, u8);
@@ -389,19 +386,12 @@ impl Fib {
     /// not directly connected, e.g. a multihop peer's next hop, which is resolved as a plain gateway).
     fn on_link(&mut self, gw: IpAddr) -> Option<u32> {
         let seq = self.socket.next_seq();
-        let mut m = Message::new(RTM_GETROUTE, NLM_F_REQUEST, seq);
-        let (family, bits, octets) = match gw {
-            IpAddr::V4(a) => (2u8, 32u8, a.octets().to_vec()),
-            IpAddr::V6(a) => (10u8, 128u8, a.octets().to_vec()),
-        };
-        m.push_raw(&[family, bits, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
-        m.attr(RTA_DST, &octets);
-        let answers = self.socket.request_each(&m.finish(), &[seq]).ok()?;
+        let answers = self
+            .socket
+            .request_each(&route::get_route(gw, seq), &[seq])
+            .ok()?;
         let body = answers.get(&seq)?.as_ref().ok()?;
-        let through_gateway = calico_netlink::parse_attrs(body.get(12..)?)
-            .iter()
-            .any(|(ty, _)| *ty == RTA_GATEWAY);
-        if through_gateway {
+        if !route::route_gateways(body).is_empty() {
             return None;
         }
         parse_route(body)?.oif

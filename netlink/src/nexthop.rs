@@ -7,38 +7,22 @@
 
 use std::net::IpAddr;
 
+use crate::route::{
+    family, octets, rtmsg_prefix, NLM_F_DUMP, NLM_F_REPLACE, RTA_DST, RTA_TABLE, RT_SCOPE_UNIVERSE,
+};
 use crate::{parse_attrs, Message, NLM_F_ACK, NLM_F_CREATE, NLM_F_REQUEST};
 
 pub const RTM_NEWNEXTHOP: u16 = 104;
 pub const RTM_DELNEXTHOP: u16 = 105;
 pub const RTM_GETNEXTHOP: u16 = 106;
 const NLM_F_EXCL: u16 = 0x200;
-const NLM_F_REPLACE: u16 = 0x100;
-const NLM_F_DUMP: u16 = 0x300;
 const NHA_ID: u16 = 1;
 const NHA_GROUP: u16 = 2;
 const NHA_OIF: u16 = 5;
 const NHA_GATEWAY: u16 = 6;
 /// `RTA_NH_ID`: the nexthop object a route goes through.
 pub const RTA_NH_ID: u16 = 30;
-const RTN_UNICAST: u8 = 1;
 const AF_UNSPEC: u8 = 0;
-const AF_INET: u8 = 2;
-const AF_INET6: u8 = 10;
-
-fn family(ip: IpAddr) -> u8 {
-    match ip {
-        IpAddr::V4(_) => AF_INET,
-        IpAddr::V6(_) => AF_INET6,
-    }
-}
-
-fn octets(ip: IpAddr) -> Vec<u8> {
-    match ip {
-        IpAddr::V4(v4) => v4.octets().to_vec(),
-        IpAddr::V6(v6) => v6.octets().to_vec(),
-    }
-}
 
 /// `struct nhmsg`: family, scope, protocol, reserved, flags.
 fn nhmsg(family: u8, protocol: u8) -> [u8; 8] {
@@ -99,23 +83,15 @@ pub fn set_route(
 ) -> Vec<u8> {
     let flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE;
     let mut m = Message::new(crate::route::RTM_NEWROUTE, flags, seq);
-    let table8 = if table < 256 { table as u8 } else { 252 };
-    m.push_raw(&[
-        family(dst),
+    m.push_raw(&rtmsg_prefix(
+        dst,
         prefix_len,
-        0,
-        0,
-        table8,
+        table,
         protocol,
-        0,
-        RTN_UNICAST,
-        0,
-        0,
-        0,
-        0,
-    ]);
-    m.attr(15, &table.to_ne_bytes()); // RTA_TABLE
-    m.attr(1, &octets(dst)); // RTA_DST
+        RT_SCOPE_UNIVERSE,
+    ));
+    m.attr(RTA_TABLE, &table.to_ne_bytes());
+    m.attr(RTA_DST, &octets(dst));
     m.attr(RTA_NH_ID, &id.to_ne_bytes());
     m.finish()
 }
@@ -200,7 +176,7 @@ mod tests {
         assert_eq!(g6.gateway, Some("fd00::1".parse().unwrap()));
         // Bodies too short or without an id are no nexthop.
         assert_eq!(parse_nexthop(&[0; 4]), None);
-        assert_eq!(parse_nexthop(&nhmsg(AF_INET, 186)), None);
+        assert_eq!(parse_nexthop(&nhmsg(2, 186)), None);
     }
 
     #[test]

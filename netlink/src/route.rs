@@ -14,12 +14,12 @@ pub const RTM_DELROUTE: u16 = 25;
 pub const RTM_GETROUTE: u16 = 26;
 pub const RTM_NEWNEIGH: u16 = 28;
 pub const RTM_DELNEIGH: u16 = 29;
-const NLM_F_REPLACE: u16 = 0x100;
-const NLM_F_DUMP: u16 = 0x300;
+pub(crate) const NLM_F_REPLACE: u16 = 0x100;
+pub(crate) const NLM_F_DUMP: u16 = 0x300;
 const IFLA_IFNAME: u16 = 3;
-const RTA_DST: u16 = 1;
+pub(crate) const RTA_DST: u16 = 1;
 const RTA_OIF: u16 = 4;
-const RTA_TABLE: u16 = 15;
+pub(crate) const RTA_TABLE: u16 = 15;
 const NDA_DST: u16 = 1;
 const NDA_LLADDR: u16 = 2;
 const RT_TABLE_MAIN: u8 = 254;
@@ -30,14 +30,14 @@ const NTF_PROXY: u8 = 0x08;
 const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
 
-fn family(ip: IpAddr) -> u8 {
+pub(crate) fn family(ip: IpAddr) -> u8 {
     match ip {
         IpAddr::V4(_) => AF_INET,
         IpAddr::V6(_) => AF_INET6,
     }
 }
 
-fn octets(ip: IpAddr) -> Vec<u8> {
+pub(crate) fn octets(ip: IpAddr) -> Vec<u8> {
     match ip {
         IpAddr::V4(v4) => v4.octets().to_vec(),
         IpAddr::V6(v6) => v6.octets().to_vec(),
@@ -94,9 +94,9 @@ pub fn del_route(ip: IpAddr, protocol: u8, seq: u32) -> Vec<u8> {
     m.finish()
 }
 
-const RTA_GATEWAY: u16 = 5;
+pub(crate) const RTA_GATEWAY: u16 = 5;
 const RTA_MULTIPATH: u16 = 9;
-const RT_SCOPE_UNIVERSE: u8 = 0;
+pub(crate) const RT_SCOPE_UNIVERSE: u8 = 0;
 
 /// A route to a prefix through one or more gateways (several: an ECMP route) in `table`, owned by
 /// `protocol`. Gateways must be of the prefix's family.
@@ -109,7 +109,13 @@ pub struct GatewayRoute {
     pub protocol: u8,
 }
 
-fn rtmsg_prefix(dst: IpAddr, prefix_len: u8, table: u32, protocol: u8, scope: u8) -> [u8; 12] {
+pub(crate) fn rtmsg_prefix(
+    dst: IpAddr,
+    prefix_len: u8,
+    table: u32,
+    protocol: u8,
+    scope: u8,
+) -> [u8; 12] {
     let table8 = if table < 256 { table as u8 } else { 252 }; // RT_TABLE_COMPAT: the attribute says
     [
         family(dst),
@@ -268,6 +274,16 @@ pub fn route_gateways(body: &[u8]) -> Vec<IpAddr> {
     }
     out.sort();
     out
+}
+
+/// Asks the kernel for its route to `dst` (the answer is one `RTM_NEWROUTE`: the device, and the gateway
+/// when `dst` is not directly connected).
+pub fn get_route(dst: IpAddr, seq: u32) -> Vec<u8> {
+    let mut m = Message::new(RTM_GETROUTE, NLM_F_REQUEST, seq);
+    let bits = if dst.is_ipv4() { 32 } else { 128 };
+    m.push_raw(&[family(dst), bits, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    m.attr(RTA_DST, &octets(dst));
+    m.finish()
 }
 
 /// Dumps every route of one family (filtered by the caller on protocol).

@@ -19,9 +19,8 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use calico_netlink::route::{parse_route, route_gateways, RTM_GETROUTE};
+use calico_netlink::route::{get_route, parse_route, route_gateways};
 use calico_netlink::socket::Socket;
-use calico_netlink::{Message, NLM_F_REQUEST};
 use tokio::sync::oneshot;
 
 use super::held::Held;
@@ -33,7 +32,6 @@ use crate::rib::hash::{FastMap, FastSet};
 use crate::rib::{FibChange, Rib};
 use crate::wire;
 
-const RTA_DST: u16 = 1;
 const ENETUNREACH: i32 = 101;
 const ESRCH: i32 = 3;
 /// Changes written per pass at most: coalescing stops here, so a burst of 100,000 routes is written in
@@ -602,14 +600,7 @@ impl FibTask {
         }
         let socket = self.lookup.as_mut()?;
         let seq = socket.next_seq();
-        let mut m = Message::new(RTM_GETROUTE, NLM_F_REQUEST, seq);
-        let (family, bits, octets) = match dst {
-            IpAddr::V4(a) => (2u8, 32u8, a.octets().to_vec()),
-            IpAddr::V6(a) => (10u8, 128u8, a.octets().to_vec()),
-        };
-        m.push_raw(&[family, bits, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
-        m.attr(RTA_DST, &octets);
-        let answers = socket.request_each(&m.finish(), &[seq]).ok()?;
+        let answers = socket.request_each(&get_route(dst, seq), &[seq]).ok()?;
         let body = answers.get(&seq)?.as_ref().ok()?;
         parse_route(body)?;
         route_gateways(body).into_iter().next()
