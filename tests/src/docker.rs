@@ -4,6 +4,13 @@
 //! A dockerd the lab starts runs with `--iptables=false --ip6tables=false --bridge=none`, so it leaves the
 //! root namespace's firewall and interfaces alone; its PID goes to a marker file so `calico-lab
 //! stop-dockerd` ends exactly that daemon (and never one the machine was already running).
+//!
+//! Its data root is in memory ([`DATA_ROOT`], on the /dev/shm tmpfs), not /var/lib/docker: removing a
+//! container unmounts its overlay, and the kernel then syncs the filesystem under the overlay's upper
+//! directory, waiting for every dirty page of that filesystem. On the disk that holds the build's
+//! target directory this stalled dockerd (and so every `docker run` of a test) for up to a minute while
+//! a build or another test wrote; on tmpfs the sync costs nothing. The lab image is small and is
+//! imported again whenever the lab starts a dockerd.
 
 use std::fs;
 use std::os::unix::process::CommandExt;
@@ -75,6 +82,9 @@ const APPLETS: &[&str] = &[
     "xargs",
 ];
 
+/// The data root of a dockerd the lab starts: a tmpfs directory, removed when the lab stops it.
+pub const DATA_ROOT: &str = "/dev/shm/calico-lab-docker";
+
 fn marker() -> PathBuf {
     Path::new(RUN_DIR).join("dockerd.started")
 }
@@ -99,8 +109,10 @@ pub fn ensure_dockerd() -> Result<()> {
         return Ok(());
     }
     let log = fs::File::create(Path::new(RUN_DIR).join("dockerd.log"))?;
+    fs::create_dir_all(DATA_ROOT)?;
     let child = std::process::Command::new("dockerd")
         .args(["--iptables=false", "--ip6tables=false", "--bridge=none"])
+        .args(["--data-root", DATA_ROOT])
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
@@ -152,7 +164,28 @@ pub fn stop_dockerd_if_ours() -> Result<String> {
         Ok(!procs::alive(pid))
     })?;
     fs::remove_file(marker())?;
+    remove_data_root()?;
     Ok(format!("stopped dockerd {pid}"))
+}
+
+/// Removes the stopped daemon's data root, after unmounting anything it left mounted below it (a
+/// daemon that did not stop cleanly leaves overlay mounts, which must not be deleted through).
+fn remove_data_root() -> Result<()> {
+    if !Path::new(DATA_ROOT).exists() {
+        return Ok(());
+    }
+    let mounts = fs::read_to_string("/proc/self/mounts")?;
+    let mut below: Vec<&str> = mounts
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .filter(|m| m.starts_with(&format!("{DATA_ROOT}/")))
+        .collect();
+    // Deepest first.
+    below.sort_by_key(|m| std::cmp::Reverse(m.len()));
+    for m in below {
+        Cmd::new(["umount", "--lazy", m]).run()?;
+    }
+    fs::remove_dir_all(DATA_ROOT).with_context(|| format!("removing {DATA_ROOT}"))
 }
 
 /// Makes sure the lab image exists, building it from Debian's static busybox if it does not.

@@ -119,6 +119,14 @@ fn context(master: &Master, lab: &Lab, host: &Host) -> Result<Calico> {
 
 impl Node {
     fn start(master: &Master, lab: &Lab, host: &Host) -> Result<Node> {
+        // The proxy's log, shown with a failing test's output.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "calico_proxy=debug".into()),
+            )
+            .with_test_writer()
+            .try_init();
         let calico = context(master, lab, host)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
