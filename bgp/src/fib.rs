@@ -11,8 +11,9 @@
 //! one group per ECMP set, owned by our protocol, made on first use and named by id in every route, which
 //! the kernel installs faster than a route carrying its own gateways (about 0.8x the time for a single
 //! gateway, under half for a four-way multipath route, measured here). A gateway that is not on a
-//! directly connected network, or any object the kernel refuses, falls back to a route with its own
-//! gateways, so nothing depends on the objects. Objects no route uses are removed from time to time,
+//! directly connected network, an IPv6 link-local gateway (it needs the session's interface, which the
+//! FIB is not told), or any object the kernel refuses, falls back to a route with its own gateways, so
+//! nothing depends on the objects. Objects no route uses are removed from time to time,
 //! and all of ours when the routes are cleared.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -100,6 +101,16 @@ struct Nexthops {
 }
 
 impl Nexthops {
+    /// Whether routes through `gws` may go through objects at all. Not when a gateway is an IPv6
+    /// link-local address (a peer that sent no global next hop): such an address names a neighbour only
+    /// together with an interface, the session's, which the FIB is not told, and every interface with IPv6
+    /// has a link-local network, so the kernel's route lookup would name whichever comes first. Those
+    /// routes stay plain routes carrying their gateways, as before objects were used.
+    fn allowed(gws: &[IpAddr]) -> bool {
+        !gws.iter()
+            .any(|g| matches!(g, IpAddr::V6(a) if a.is_unicast_link_local()))
+    }
+
     /// Whether routes through `gws` go through objects of ours (the set's or its members').
     fn knows(&self, gws: &[IpAddr]) -> bool {
         self.ids.contains_key(gws) || gws.iter().any(|g| self.ids.contains_key(&[*g][..]))
@@ -343,6 +354,10 @@ impl Fib {
     /// The object for routes through `gws` (made now if need be), or `None`: write the gateways.
     fn nexthop_for(&mut self, gws: &[IpAddr]) -> Option<u32> {
         let nh = self.nh.as_ref()?;
+        // Checked before the known objects: one a previous run made for such a gateway is not used.
+        if !Nexthops::allowed(gws) {
+            return None;
+        }
         if let Some(id) = nh.ids.get(gws) {
             return Some(*id);
         }
@@ -525,6 +540,16 @@ mod tests {
 
     fn gw(s: &[&str]) -> Vec<IpAddr> {
         s.iter().map(|a| a.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn link_local_gateways_never_go_through_objects() {
+        assert!(Nexthops::allowed(&gw(&["10.250.0.12"])));
+        assert!(Nexthops::allowed(&gw(&["2001:db8::12", "2001:db8::13"])));
+        assert!(!Nexthops::allowed(&gw(&["fe80::12"])));
+        assert!(!Nexthops::allowed(&gw(&["2001:db8::12", "fe80::13"])));
+        // Not link-local: fec0::/10 (old site-local) and fe00::/9.
+        assert!(Nexthops::allowed(&gw(&["fec0::1", "fe00::1"])));
     }
 
     #[test]

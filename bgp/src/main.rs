@@ -156,6 +156,7 @@ fn main() -> Result<()> {
         Command::Version => println!("calico-bgp {}", env!("CARGO_PKG_VERSION")),
         Command::Run(args) => {
             calico_bgp::speaker::sys::return_large_frees_to_the_kernel();
+            calico_bgp::speaker::sys::one_malloc_arena();
             tracing_subscriber::fmt()
                 .with_env_filter(
                     tracing_subscriber::EnvFilter::try_from_default_env()

@@ -127,15 +127,43 @@ impl Paths {
 }
 
 /// The paths of one prefix: the first `selected` are the multipath set, best first.
+///
+/// An IPv4 prefix's entry also holds its key (address and length), in what would otherwise be padding: the
+/// Loc-RIB's IPv4 table stores bare `Dest`s, 32 bytes each, and finds them by these fields (`loc`).
 #[derive(Debug, Clone, Default)]
 pub(super) struct Dest {
     pub paths: Paths,
-    pub selected: u32,
+    /// The IPv4 prefix's address, as the IPv4 table keys it (0 in the other table). Set once, at creation.
+    v4_addr: u32,
+    pub selected: u16,
+    /// The IPv4 prefix's length (see `v4_addr`).
+    v4_len: u8,
     /// Touched by the input in progress (listed in the batch).
     pub dirty: bool,
 }
 
 impl Dest {
+    /// An empty entry of the IPv4 table for the prefix `addr`/`len`.
+    pub fn for_v4(addr: u32, len: u8) -> Dest {
+        Dest {
+            v4_addr: addr,
+            v4_len: len,
+            ..Dest::default()
+        }
+    }
+
+    /// The IPv4 key it was made with ([`Dest::for_v4`]).
+    #[inline]
+    pub fn v4_key(&self) -> (u32, u8) {
+        (self.v4_addr, self.v4_len)
+    }
+
+    /// Set the size of the multipath set (the first `n` paths), at most `u16::MAX`.
+    #[inline]
+    pub fn set_selected(&mut self, n: usize) {
+        self.selected = u16::try_from(n).unwrap_or(u16::MAX);
+    }
+
     /// The position of the path from `peer` with `path_id`.
     #[inline]
     pub fn find(&self, peer: u32, path_id: u32) -> Option<usize> {
@@ -156,11 +184,19 @@ impl Dest {
 
     /// The next hops to program: none when the best path is local or there is none.
     pub fn fib_next_hops(&self) -> Vec<NextHop> {
+        let mut v = Vec::new();
+        self.fib_next_hops_into(&mut v);
+        v
+    }
+
+    /// [`Dest::fib_next_hops`] into `v` (cleared first), allocating only if `v` is too small.
+    pub fn fib_next_hops_into(&self, v: &mut Vec<NextHop>) {
+        v.clear();
         let n = self.selected as usize;
         if n == 0 || self.paths[0].peer == LOCAL {
-            return Vec::new();
+            return;
         }
-        let mut v: Vec<NextHop> = Vec::with_capacity(n);
+        v.reserve(n);
         for p in &self.paths[..n] {
             if let Some(nh) = p.attrs.next_hop {
                 if !v.contains(&nh) {
@@ -168,7 +204,6 @@ impl Dest {
                 }
             }
         }
-        v
     }
 }
 
@@ -192,7 +227,11 @@ mod tests {
     fn layout_is_compact() {
         assert_eq!(size_of::<Path>(), 24);
         assert_eq!(size_of::<Paths>(), 24, "the tag must sit in Path's niche");
-        assert_eq!(size_of::<Dest>(), 32);
+        assert_eq!(
+            size_of::<Dest>(),
+            32,
+            "the IPv4 key must sit in Dest's padding"
+        );
         assert!(size_of::<(Prefix, Dest)>() <= 56);
     }
 

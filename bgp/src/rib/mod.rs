@@ -19,9 +19,9 @@
 //! (read-only views).
 //!
 //! Memory: attribute sets are interned ([`intern::AttrTable`]) and an accepted route is held once, as a Loc-RIB
-//! path stored inline in its hash table entry (`loc`, `dest`), so an IPv4 prefix with one path costs one 40-byte
-//! entry (about 54 bytes with the table's control bytes and spare capacity; IPv6 56 and about 75), plus about
-//! 64 per peer it is advertised to (its Adj-RIB-Out entry, which holds one path inline).
+//! path stored inline in its hash table entry (`loc`, `dest`), so an IPv4 prefix with one path costs one 32-byte
+//! entry that also holds its key (about 43 bytes with the table's control bytes and spare capacity; IPv6 56 and
+//! about 75), plus about 64 per peer it is advertised to (its Adj-RIB-Out entry, which holds one path inline).
 //! The owner's duties: send End-of-RIB after a session's initial export, tear a session down on
 //! [`RibEvent::MaxPrefixExceeded`] with [`MaxPrefixAction::TearDown`], and run the restart timer of
 //! [`Rib::peer_down`] with `graceful`.

@@ -120,6 +120,15 @@ impl Rib {
         }
     }
 
+    /// The next hops the kernel should hold for `prefix` now, into `out` (cleared first; left empty: no
+    /// route). [`Rib::fib_state`] without the allocations, for callers that ask about many prefixes.
+    pub fn fib_next_hops_into(&self, prefix: &Prefix, out: &mut Vec<NextHop>) {
+        match self.loc.get(prefix) {
+            Some(d) => d.fib_next_hops_into(out),
+            None => out.clear(),
+        }
+    }
+
     /// Add a peer (its session starts down).
     pub fn add_peer(&mut self, cfg: PeerConfig) -> Result<(), RibError> {
         if self.peers.contains_key(&cfg.address) {
@@ -813,7 +822,7 @@ fn decide(
     dest: &mut Dest,
 ) {
     if dest.paths.len() <= 1 {
-        dest.selected = dest.paths.len() as u32;
+        dest.set_selected(dest.paths.len());
         return;
     }
     let cands: Vec<Candidate> = dest
@@ -830,5 +839,5 @@ fn decide(
         .map(Some)
         .collect();
     dest.paths = Paths::from_vec(order.into_iter().filter_map(|i| old[i].take()).collect());
-    dest.selected = sel.multipath.len() as u32;
+    dest.set_selected(sel.multipath.len());
 }

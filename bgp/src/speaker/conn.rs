@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinHandle;
 
 use super::core::Input;
@@ -25,6 +25,12 @@ use crate::session::ConnId;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a closing connection may take to flush what was queued before it is dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(3);
+/// Bytes read at a time. The core decodes every whole message of a read before applying them, so this
+/// bounds what a burst holds decoded at once (16 KiB: four full UPDATEs, some 3,000 prefixes); more per
+/// read buys no speed.
+const READ_BUFFER: usize = 16 * 1024;
+/// Reads of one connection queued for the core at most.
+const READS_QUEUED: usize = 4;
 
 /// A listening socket.
 pub(super) fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
@@ -208,13 +214,25 @@ pub(super) fn attach(
     let (wtx, wrx) = mpsc::unbounded_channel();
     let writer_task = tokio::spawn(writer(write, wrx));
     let reader_task = tokio::spawn(async move {
-        let mut buf = vec![0u8; 64 * 1024];
+        let mut buf = vec![0u8; READ_BUFFER];
+        let credit = Arc::new(Semaphore::new(READS_QUEUED));
         let error = loop {
+            // Wait until the core has taken all but a few earlier reads: what a peer sends faster than
+            // the core applies it waits in the socket (and, when that is full, in the peer), not here.
+            let Ok(permit) = Arc::clone(&credit).acquire_owned().await else {
+                return;
+            };
             match read.read(&mut buf).await {
                 Ok(0) => break None,
                 Ok(n) => {
                     let data = buf[..n].to_vec();
-                    if tx.send(Input::Data { peer, conn, data }).is_err() {
+                    let input = Input::Data {
+                        peer,
+                        conn,
+                        data,
+                        _credit: permit,
+                    };
+                    if tx.send(input).is_err() {
                         return;
                     }
                 }

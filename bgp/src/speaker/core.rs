@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio::task::JoinHandle;
 
 use super::conn::{self, ConnHandle};
@@ -50,6 +50,8 @@ pub(crate) enum Input {
         peer: IpAddr,
         conn: ConnId,
         data: Vec<u8>,
+        /// The connection's reader reads again once this is dropped (after `data` was applied).
+        _credit: OwnedSemaphorePermit,
     },
     Closed {
         peer: IpAddr,
@@ -330,7 +332,9 @@ impl Core {
                 let actions = e.peer.connect_failed(now);
                 self.apply(peer, actions, now);
             }
-            Input::Data { peer, conn, data } => {
+            Input::Data {
+                peer, conn, data, ..
+            } => {
                 let Some(e) = self.peers.get_mut(&peer) else {
                     return;
                 };

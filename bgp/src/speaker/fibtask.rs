@@ -25,6 +25,7 @@ use tokio::sync::oneshot;
 
 use super::held::Held;
 use super::metrics::FibStats;
+use super::v4map::{self, V4Map};
 use super::view::next_hop_ip;
 use super::{Error, FibSettings};
 use crate::fib::{Fib, Prefix};
@@ -36,7 +37,11 @@ const ENETUNREACH: i32 = 101;
 const ESRCH: i32 = 3;
 /// Changes written per pass at most: coalescing stops here, so a burst of 100,000 routes is written in
 /// passes of this many instead of piling up (with a sorted copy) in one, which costs memory and buys no speed.
-const WINDOW: usize = 8192;
+/// Each queued batch holds 40 bytes a route ([`IN_FLIGHT`] of them at once), so a pass of 2,048 routes
+/// (some 10 ms of kernel work) keeps that near 0.2 MB.
+const WINDOW: usize = 2048;
+/// Route changes after which the thread, going idle, has the allocator give free memory back.
+const TRIM_AFTER: usize = 10_000;
 /// Batches of changes the core keeps queued for the FIB thread at most (one being written, one ready).
 const IN_FLIGHT: usize = 2;
 
@@ -106,15 +111,18 @@ impl FibHandle {
         }
     }
 
-    /// Sends up to `max` remembered prefixes in one batch.
+    /// Sends up to `max` remembered prefixes in one batch, each as the RIB has it now.
     fn send_dirty(&mut self, max: usize, rib: &Rib) {
-        let mut batch: Vec<FibChange> = Vec::with_capacity(max.min(self.waiting.len()));
+        let mut batch = Vec::with_capacity(max.min(self.waiting.len()));
+        let mut kernel = ToKernel::default();
+        let mut next_hops = Vec::new();
         while batch.len() < max {
             let Some(p) = self.waiting.pop() else { break };
-            batch.push(rib.fib_state(&p));
+            rib.fib_next_hops_into(&p, &mut next_hops);
+            batch.push(kernel.route(&p, &next_hops));
         }
         self.in_flight += 1;
-        let _ = self.tx.send(FibOp::Routes(fib_changes(&batch)));
+        let _ = self.tx.send(FibOp::Routes(batch));
     }
 
     /// Sends everything remembered now, ahead of `op` (a sweep or a stop must follow every change).
@@ -143,13 +151,18 @@ impl FibHandle {
 /// has settled: with four ECMP peers sending the same routes at different speeds, the prefixes all of them
 /// have sent go before the ones the fastest just sent and the others are about to.
 ///
-/// IPv4 prefixes are kept as `u64` keys (12 bytes an entry, not 24: a burst of 100,000 routes waits
-/// here whole).
+/// A burst of 100,000 routes waits here whole, so IPv4 prefixes are kept compactly: each queue entry is
+/// one `u64` (the prefix and a 24-bit stamp) in chunks of 64 KiB that are freed as they are sent (no
+/// doubling copy while a burst arrives), and each prefix's latest stamp lives in a [`V4Map`] (9 bytes a
+/// bucket). Stamps wrap at 2^24: an old entry taken for the latest only sends its prefix early, with its
+/// state at that time, and the latest entry is then skipped, so each prefix still goes once. Entries
+/// superseded by a later change are dropped once they outnumber the waiting prefixes (four peers sending
+/// the same routes do not queue each prefix four times).
 #[derive(Debug, Default)]
 pub(super) struct Waiting {
-    v4: VecDeque<(u64, u32)>,
+    v4: ChunkQueue,
     v6: VecDeque<(wire::Prefix, u32)>,
-    stamps4: FastMap<u64, u32>,
+    stamps4: V4Map,
     stamps6: FastMap<wire::Prefix, u32>,
     stamp: u32,
 }
@@ -167,9 +180,19 @@ impl Waiting {
         self.stamp = self.stamp.wrapping_add(1);
         match prefix.addr() {
             IpAddr::V4(a) => {
-                let key = (u64::from(u32::from(a)) << 8) | u64::from(prefix.len());
-                self.stamps4.insert(key, self.stamp);
-                self.v4.push_back((key, self.stamp));
+                let key = v4map::key(u32::from(a), prefix.len());
+                let stamp = self.stamp & v4map::MAX_VALUE;
+                if self.stamps4.insert(key, stamp).is_some() {
+                    self.v4.superseded += 1;
+                }
+                self.v4.push(v4map::pack(key, stamp));
+                if self.v4.superseded > self.stamps4.len().max(COMPACT_AFTER) {
+                    let stamps = &self.stamps4;
+                    self.v4.retain(|w| {
+                        let (key, stamp) = v4map::unpack(w);
+                        stamps.get(key) == Some(stamp)
+                    });
+                }
             }
             IpAddr::V6(_) => {
                 self.stamps6.insert(prefix, self.stamp);
@@ -181,13 +204,16 @@ impl Waiting {
     /// The least recently changed prefix (IPv4 before IPv6), no longer waiting.
     fn pop(&mut self) -> Option<wire::Prefix> {
         let found = loop {
-            if let Some((key, stamp)) = self.v4.pop_front() {
-                if self.stamps4.get(&key) == Some(&stamp) {
-                    self.stamps4.remove(&key);
-                    let addr = std::net::Ipv4Addr::from((key >> 8) as u32);
-                    if let Some(p) = wire::Prefix::new(IpAddr::V4(addr), (key & 0xff) as u8) {
+            if let Some(word) = self.v4.pop() {
+                let (key, stamp) = v4map::unpack(word);
+                if self.stamps4.get(key) == Some(stamp) {
+                    self.stamps4.remove(key);
+                    let (addr, len) = v4map::unkey(key);
+                    if let Some(p) = wire::Prefix::new(IpAddr::V4(addr.into()), len) {
                         break Some(p);
                     }
+                } else {
+                    self.v4.superseded = self.v4.superseded.saturating_sub(1);
                 }
             } else if let Some((prefix, stamp)) = self.v6.pop_front() {
                 if self.stamps6.get(&prefix) == Some(&stamp) {
@@ -209,43 +235,115 @@ impl Waiting {
     }
 }
 
+/// Queue entries per chunk: 64 KiB, at glibc's threshold for a mapping of its own (see
+/// [`super::sys::return_large_frees_to_the_kernel`]), so a drained chunk goes back to the kernel.
+const CHUNK: usize = 8192;
+/// Superseded queue entries tolerated regardless of how few prefixes wait.
+const COMPACT_AFTER: usize = 4096;
+
+/// A FIFO of words in fixed-size chunks: it grows a chunk at a time (never copying what it holds) and
+/// frees each chunk once it has been read.
+#[derive(Debug, Default)]
+struct ChunkQueue {
+    chunks: VecDeque<Vec<u64>>,
+    /// Read position in the front chunk.
+    head: usize,
+    /// Entries known to be superseded by a later one for the same prefix (kept by [`Waiting`]).
+    superseded: usize,
+}
+
+impl ChunkQueue {
+    fn push(&mut self, word: u64) {
+        match self.chunks.back_mut() {
+            Some(c) if c.len() < CHUNK => c.push(word),
+            _ => {
+                let mut c = Vec::with_capacity(CHUNK);
+                c.push(word);
+                self.chunks.push_back(c);
+            }
+        }
+    }
+
+    fn pop(&mut self) -> Option<u64> {
+        let front = self.chunks.front()?;
+        let word = front[self.head];
+        self.head += 1;
+        if self.head == front.len() {
+            self.chunks.pop_front();
+            self.head = 0;
+        }
+        Some(word)
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.chunks.iter().map(Vec::len).sum::<usize>() - self.head
+    }
+
+    /// Keeps only the words for which `keep` holds, in order.
+    fn retain(&mut self, mut keep: impl FnMut(u64) -> bool) {
+        let mut kept = ChunkQueue::default();
+        while let Some(w) = self.pop() {
+            if keep(w) {
+                kept.push(w);
+            }
+        }
+        *self = kept;
+    }
+}
+
 /// The kernel's view of RIB changes: each prefix with its gateways of its own family, sorted and
 /// deduplicated (none: no route). Consecutive routes with the same gateways share one allocation.
 pub(super) fn fib_changes(changes: &[FibChange]) -> Vec<(Prefix, Option<Gateways>)> {
-    let mut out = Vec::with_capacity(changes.len());
-    let mut scratch: Vec<IpAddr> = Vec::new();
-    let mut last: Option<Gateways> = None;
-    for c in changes {
-        match c {
-            FibChange::Install { prefix, next_hops } => {
-                let key = (prefix.addr(), prefix.len());
-                scratch.clear();
-                scratch.extend(
-                    next_hops
-                        .iter()
-                        .map(|nh| next_hop_ip(*nh))
-                        .filter(|ip| ip.is_ipv4() == key.0.is_ipv4()),
-                );
-                scratch.sort();
-                scratch.dedup();
-                if scratch.is_empty() {
-                    out.push((key, None));
-                    continue;
-                }
-                let gws = match &last {
-                    Some(l) if l[..] == scratch[..] => l.clone(),
-                    _ => {
-                        let g = Gateways::from(&scratch[..]);
-                        last = Some(g.clone());
-                        g
-                    }
-                };
-                out.push((key, Some(gws)));
-            }
-            FibChange::Remove { prefix } => out.push(((prefix.addr(), prefix.len()), None)),
+    let mut kernel = ToKernel::default();
+    changes
+        .iter()
+        .map(|c| match c {
+            FibChange::Install { prefix, next_hops } => kernel.route(prefix, next_hops),
+            FibChange::Remove { prefix } => ((prefix.addr(), prefix.len()), None),
+        })
+        .collect()
+}
+
+/// Turns a prefix and its RIB next hops into a kernel route; consecutive routes with the same gateways
+/// share one allocation.
+#[derive(Default)]
+struct ToKernel {
+    scratch: Vec<IpAddr>,
+    last: Option<Gateways>,
+}
+
+impl ToKernel {
+    /// The route of `prefix` through the gateways of its own family among `next_hops`, sorted and
+    /// deduplicated (none: no route).
+    fn route(
+        &mut self,
+        prefix: &wire::Prefix,
+        next_hops: &[wire::NextHop],
+    ) -> (Prefix, Option<Gateways>) {
+        let key = (prefix.addr(), prefix.len());
+        self.scratch.clear();
+        self.scratch.extend(
+            next_hops
+                .iter()
+                .map(|nh| next_hop_ip(*nh))
+                .filter(|ip| ip.is_ipv4() == key.0.is_ipv4()),
+        );
+        self.scratch.sort();
+        self.scratch.dedup();
+        if self.scratch.is_empty() {
+            return (key, None);
         }
+        let gws = match &self.last {
+            Some(l) if l[..] == self.scratch[..] => l.clone(),
+            _ => {
+                let g = Gateways::from(&self.scratch[..]);
+                self.last = Some(g.clone());
+                g
+            }
+        };
+        (key, Some(gws))
     }
-    out
 }
 
 /// Opens the FIB, reads our routes (kept until a sweep unless `sweep_now`) and starts the thread, which
@@ -304,6 +402,7 @@ pub(super) fn start(
         resolved: FastSet::default(),
         lookup: None,
         written: Arc::clone(&written),
+        since_trim: 0,
         wake: Box::new(wake),
     };
     std::thread::Builder::new()
@@ -337,6 +436,8 @@ struct FibTask {
     lookup: Option<Socket>,
     /// Route batches written, for the core to see; `wake` tells it to look.
     written: Arc<AtomicUsize>,
+    /// Route changes handled since the allocator last gave free memory back.
+    since_trim: usize,
     wake: Box<dyn Fn() + Send>,
 }
 
@@ -345,20 +446,33 @@ impl FibTask {
         let mut pending: Vec<(Prefix, Option<Gateways>)> = Vec::new();
         let mut next_scan = self.scan.map(|every| Instant::now() + every);
         loop {
-            let first = match next_scan {
-                Some(at) => match rx.recv_timeout(at.saturating_duration_since(Instant::now())) {
-                    Ok(op) => op,
-                    Err(RecvTimeoutError::Timeout) => {
-                        self.check();
-                        next_scan = self.scan.map(|every| Instant::now() + every);
-                        continue;
+            let first = match rx.try_recv() {
+                Ok(op) => op,
+                Err(mpsc::TryRecvError::Disconnected) => return,
+                Err(mpsc::TryRecvError::Empty) => {
+                    // Going idle: a burst of changes is over.
+                    if self.since_trim >= TRIM_AFTER {
+                        self.since_trim = 0;
+                        super::sys::release_free_memory();
                     }
-                    Err(RecvTimeoutError::Disconnected) => return,
-                },
-                None => match rx.recv() {
-                    Ok(op) => op,
-                    Err(_) => return,
-                },
+                    match next_scan {
+                        Some(at) => {
+                            match rx.recv_timeout(at.saturating_duration_since(Instant::now())) {
+                                Ok(op) => op,
+                                Err(RecvTimeoutError::Timeout) => {
+                                    self.check();
+                                    next_scan = self.scan.map(|every| Instant::now() + every);
+                                    continue;
+                                }
+                                Err(RecvTimeoutError::Disconnected) => return,
+                            }
+                        }
+                        None => match rx.recv() {
+                            Ok(op) => op,
+                            Err(_) => return,
+                        },
+                    }
+                }
             };
             let mut next = Some(first);
             let mut sweep = false;
@@ -380,6 +494,7 @@ impl FibTask {
                         if pending.is_empty() {
                             pending = list;
                         } else {
+                            pending.reserve_exact(list.len());
                             pending.extend(list);
                         }
                     }
@@ -395,8 +510,10 @@ impl FibTask {
                 tracing::info!(stale = self.left.len(), "sweeping routes no peer re-sent");
                 pending.extend(self.left.drain().map(|p| (p, None)));
             }
+            self.since_trim += pending.len();
             self.sync(&mut pending);
-            pending.clear();
+            // The next pass takes over the next batch's vector: keep no burst's room here.
+            pending = Vec::new();
             if matches!(stop, Some((true, _))) {
                 self.fib.clear_nexthops();
             } else {
@@ -670,7 +787,7 @@ mod tests {
             .map(|l| ((p(*l).addr(), 32), None))
             .collect();
         assert_eq!(sent, want);
-        assert!(h.waiting.is_empty() && h.waiting.v4.is_empty());
+        assert!(h.waiting.is_empty() && h.waiting.v4.chunks.is_empty());
         assert_eq!(h.in_flight, 2);
     }
 
@@ -690,7 +807,52 @@ mod tests {
         assert_eq!(w.pop(), Some(v4));
         assert_eq!(w.pop(), Some(v6));
         assert_eq!(w.pop(), None);
-        assert!(w.is_empty() && w.v4.capacity() == 0);
+        assert!(w.is_empty() && w.v4.chunks.is_empty());
+    }
+
+    #[test]
+    fn a_burst_waits_in_chunks_freed_as_it_is_sent() {
+        let mut w = Waiting::default();
+        let n = CHUNK as u32 * 2 + 5;
+        let prefix = |i: u32| wire::Prefix::new(IpAddr::V4((0x0a60_0000 + i).into()), 32).unwrap();
+        for i in 0..n {
+            w.mark(prefix(i));
+        }
+        assert_eq!(
+            (w.len(), w.v4.len(), w.v4.chunks.len()),
+            (n as usize, n as usize, 3)
+        );
+        for i in 0..CHUNK as u32 {
+            assert_eq!(w.pop(), Some(prefix(i)));
+        }
+        // The first chunk is gone once read.
+        assert_eq!(w.v4.chunks.len(), 2);
+        for i in CHUNK as u32..n {
+            assert_eq!(w.pop(), Some(prefix(i)));
+        }
+        assert_eq!(w.pop(), None);
+        assert!(w.v4.chunks.is_empty());
+    }
+
+    #[test]
+    fn prefixes_changed_again_and_again_do_not_pile_up_in_the_queue() {
+        let mut w = Waiting::default();
+        let prefix = |i: u32| wire::Prefix::new(IpAddr::V4((0x0a60_0000 + i).into()), 32).unwrap();
+        // Four peers send the same 10 prefixes, 1,000 times over.
+        for _ in 0..1000 {
+            for _ in 0..4 {
+                for i in 0..10 {
+                    w.mark(prefix(i));
+                }
+            }
+        }
+        assert_eq!(w.len(), 10);
+        assert!(w.v4.len() <= 10 + COMPACT_AFTER + 1, "{}", w.v4.len());
+        // Each once, in the order of their last change.
+        w.mark(prefix(3));
+        let got: Vec<wire::Prefix> = std::iter::from_fn(|| w.pop()).collect();
+        let want: Vec<wire::Prefix> = [0, 1, 2, 4, 5, 6, 7, 8, 9, 3].map(prefix).to_vec();
+        assert_eq!(got, want);
     }
 
     #[test]

@@ -31,6 +31,7 @@ pub mod spec;
 pub mod sys;
 #[cfg(test)]
 mod tests;
+mod v4map;
 mod view;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

@@ -99,7 +99,7 @@ fn hundred_thousand_slash_32s() {
             withdraw,
             bytes
         );
-        // One Loc-RIB entry (about 54 bytes, see `layout`), plus the Adj-RIB-Out entry with an export peer.
+        // One Loc-RIB entry (about 43 bytes, see `layout`), plus the Adj-RIB-Out entry with an export peer.
         assert!(
             bytes < if export_peer { 200.0 } else { 100.0 },
             "{bytes} bytes/route"
