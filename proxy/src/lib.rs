@@ -31,6 +31,7 @@ pub mod remove;
 pub mod retry;
 pub mod server;
 pub mod start;
+pub mod tunnel;
 pub mod wire;
 
 pub use error::Error;

@@ -21,7 +21,7 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
-use hyper::header::{HeaderValue, ACCEPT_ENCODING, CONTENT_TYPE, UPGRADE};
+use hyper::header::{HeaderValue, ACCEPT_ENCODING, CONNECTION, CONTENT_TYPE, UPGRADE};
 use hyper::upgrade::Upgraded;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -124,7 +124,14 @@ pub async fn forward(
             return crate::start::list(req, &upstream, &conn).await;
         }
     }
-    send(req.map(|b| b.boxed()), &upstream, &conn).await
+    let closes = crate::tunnel::closes_connection(req.method(), api_path(req.uri().path()));
+    let mut resp = send(req.map(|b| b.boxed()), &upstream, &conn).await;
+    if closes {
+        // The bulk transfer that follows comes on a new connection, relayed as bytes.
+        resp.headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
 }
 
 /// A path without its `/vX.YY` API version prefix.

@@ -1,5 +1,7 @@
 //! The proxy's listener: accepts Docker clients on `--proxy-listen` (loopback by default) and serves
-//! each connection with HTTP/1.1 keep-alive and upgrades, until told to stop.
+//! each connection with HTTP/1.1 keep-alive and upgrades, until told to stop. A connection whose first
+//! request is a bulk transfer (`docker cp`, export, save, load) is relayed as bytes instead
+//! ([`crate::tunnel`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,6 +13,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 use crate::passthrough::{forward, ConnState, Upstream};
+use crate::tunnel;
 
 /// A bound proxy, ready to serve.
 #[derive(Debug)]
@@ -55,6 +58,28 @@ impl Proxy {
             let _ = stream.set_nodelay(true);
             let upstream = self.upstream.clone();
             tokio::spawn(async move {
+                let mut first = [0u8; tunnel::MAX_HEAD];
+                match tokio::time::timeout(tunnel::FIRST_BYTES_TIMEOUT, stream.peek(&mut first))
+                    .await
+                {
+                    Ok(Ok(n)) => {
+                        if let Some(plan) = tunnel::plan(&first[..n]) {
+                            tunnel::relay(stream, plan, &upstream.socket).await;
+                            return;
+                        }
+                    }
+                    Ok(Err(e)) => {
+                        tracing::debug!("client {peer}: {e}");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(
+                            "client {peer}: sent nothing for {:?}",
+                            tunnel::FIRST_BYTES_TIMEOUT
+                        );
+                        return;
+                    }
+                }
                 let conn = Arc::new(ConnState::default());
                 let service = service_fn(move |req| {
                     let (upstream, conn) = (upstream.clone(), conn.clone());

@@ -8,12 +8,15 @@
 //! sent only after that EOF) still reaches the client, which then sees EOF too. Every step has a
 //! deadline, so a relay that loses bytes or does not pass a half-close on fails instead of hanging.
 
-use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+mod common;
+
+use std::time::Duration;
+
+use common::{header, pattern, read_head, TempDir};
 
 use calico_proxy::passthrough::Upstream;
 use calico_proxy::server::Proxy;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpStream, UnixListener};
 use tokio::time::timeout;
 
@@ -23,55 +26,6 @@ const STEP: Duration = Duration::from_secs(10);
 const TAIL: usize = 1 << 20;
 /// The bulk sent each way at once.
 const BULK: usize = 4 << 20;
-
-/// A directory under the system's temp dir, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let dir =
-            std::env::temp_dir().join(format!("calico-proxy-{tag}-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("a temp dir");
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Deterministic bytes: `len` of them, different for each `seed`.
-fn pattern(seed: u8, len: usize) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 9) as u8)
-        .collect()
-}
-
-/// Reads an HTTP head (up to the empty line) as text.
-async fn read_head<R: AsyncRead + Unpin>(rd: &mut BufReader<R>) -> String {
-    let mut head = String::new();
-    loop {
-        let mut line = String::new();
-        let n = rd.read_line(&mut line).await.expect("reading a head");
-        assert!(n > 0, "the connection ended inside a head: {head:?}");
-        head.push_str(&line);
-        if line == "\r\n" {
-            return head;
-        }
-    }
-}
-
-fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
-    head.lines().skip(1).find_map(|l| {
-        let (k, v) = l.split_once(':')?;
-        k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-    })
-}
 
 /// What the fake daemon saw on its one connection.
 struct Seen {
