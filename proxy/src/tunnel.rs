@@ -322,6 +322,35 @@ Content-Type: application/x-tar\r\nConnection: close\r\n\r\n"
         }
     }
 
+    proptest::proptest! {
+        /// Whatever a client sends first, `plan` does not panic, and a plan it makes is a whole head
+        /// of a bulk call that ends the connection, with nothing of the client's after its head.
+        #[test]
+        fn any_first_bytes_are_planned_or_left_to_hyper(
+            junk in proptest::collection::vec(proptest::num::u8::ANY, 0..300),
+            cut in 0usize..400,
+            header in "[A-Za-z-]{1,12}: [ -~]{0,20}",
+        ) {
+            let _ = plan(&junk);
+            let mut first = format!(
+                "GET /v1.41/containers/abc/archive?path=/x HTTP/1.1\r\nHost: x\r\n{header}\r\n\r\n"
+            )
+            .into_bytes();
+            first.extend_from_slice(&junk);
+            let _ = plan(&first[..cut.min(first.len())]);
+            if let Some(p) = plan(&first) {
+                let mut headers = [httparse::EMPTY_HEADER; 64];
+                let mut req = httparse::Request::new(&mut headers);
+                let parsed = req.parse(&p.head);
+                proptest::prop_assert_eq!(parsed, Ok(httparse::Status::Complete(p.head.len())));
+                proptest::prop_assert!(is_bulk(req.method.unwrap_or(""), "/containers/abc/archive"));
+                let closes = req.headers.iter().filter(|h| h.name.eq_ignore_ascii_case("connection"));
+                proptest::prop_assert_eq!(closes.map(|h| h.value).collect::<Vec<_>>(), vec![&b"close"[..]]);
+                proptest::prop_assert!(p.head_len <= first.len() - junk.len());
+            }
+        }
+    }
+
     #[test]
     fn a_daemon_that_cannot_be_reached_gets_a_docker_style_error() {
         let text = String::from_utf8(bad_gateway("cannot reach the Docker daemon")).unwrap();
