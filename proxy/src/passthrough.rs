@@ -105,12 +105,11 @@ pub async fn forward(
     if req.headers().contains_key(UPGRADE) {
         return forward_upgrade(req, &upstream).await;
     }
+    let path = api_path(req.uri().path());
     if let Some(calico) = &upstream.calico {
-        if req.method() == hyper::Method::POST && api_path(req.uri().path()) == "/containers/create"
-        {
+        if req.method() == hyper::Method::POST && path == "/containers/create" {
             return crate::create::hook(req, calico, &upstream, &conn).await;
         }
-        let path = api_path(req.uri().path());
         if let Some(target) = crate::remove::target(req.method(), path) {
             return crate::remove::hook(req, &target, calico, &upstream, &conn).await;
         }
@@ -124,7 +123,7 @@ pub async fn forward(
             return crate::start::list(req, &upstream, &conn).await;
         }
     }
-    let closes = crate::tunnel::closes_connection(req.method(), api_path(req.uri().path()));
+    let closes = crate::tunnel::closes_connection(req.method(), path);
     let mut resp = send(req.map(|b| b.boxed()), &upstream, &conn).await;
     if closes {
         // The bulk transfer that follows comes on a new connection, relayed as bytes.

@@ -58,25 +58,11 @@ impl Proxy {
             let _ = stream.set_nodelay(true);
             let upstream = self.upstream.clone();
             tokio::spawn(async move {
-                let mut first = [0u8; tunnel::MAX_HEAD];
-                match tokio::time::timeout(tunnel::FIRST_BYTES_TIMEOUT, stream.peek(&mut first))
-                    .await
-                {
-                    Ok(Ok(n)) => {
-                        if let Some(plan) = tunnel::plan(&first[..n]) {
-                            tunnel::relay(stream, plan, &upstream.socket).await;
-                            return;
-                        }
-                    }
-                    Ok(Err(e)) => {
+                match tunnel::first_request(&stream).await {
+                    Ok(Some(plan)) => return tunnel::relay(stream, plan, &upstream.socket).await,
+                    Ok(None) => {}
+                    Err(e) => {
                         tracing::debug!("client {peer}: {e}");
-                        return;
-                    }
-                    Err(_) => {
-                        tracing::debug!(
-                            "client {peer}: sent nothing for {:?}",
-                            tunnel::FIRST_BYTES_TIMEOUT
-                        );
                         return;
                     }
                 }

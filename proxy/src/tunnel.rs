@@ -120,6 +120,22 @@ pub fn plan(first: &[u8]) -> Option<Plan> {
     Some(Plan { head_len, head })
 }
 
+/// Waits for a new connection's first bytes and looks at them: the plan when they are a bulk request,
+/// `None` for anything else (for hyper). Fails when the client sent nothing for
+/// [`FIRST_BYTES_TIMEOUT`] or the connection failed.
+pub async fn first_request(stream: &TcpStream) -> io::Result<Option<Plan>> {
+    let mut first = [0u8; MAX_HEAD];
+    let n = tokio::time::timeout(FIRST_BYTES_TIMEOUT, stream.peek(&mut first))
+        .await
+        .map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("sent nothing for {FIRST_BYTES_TIMEOUT:?}"),
+            )
+        })??;
+    Ok(plan(&first[..n]))
+}
+
 /// Relays the bulk request `plan` of `client` to the daemon at `socket` and its answer back; returns
 /// when the daemon has answered and closed (or either side failed).
 pub async fn relay(mut client: TcpStream, plan: Plan, socket: &Path) {

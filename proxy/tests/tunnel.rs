@@ -12,13 +12,9 @@
 
 mod common;
 
-use std::net::SocketAddr;
-use std::path::Path;
 use std::time::Duration;
 
-use calico_proxy::passthrough::Upstream;
-use calico_proxy::server::Proxy;
-use common::{header, pattern, read_head, TempDir};
+use common::{header, pattern, read_head, start_proxy, TempDir};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpStream, UnixListener};
 use tokio::sync::mpsc;
@@ -68,19 +64,6 @@ async fn fake_daemon(listener: UnixListener, answer: Vec<u8>, seen: mpsc::Sender
     }
 }
 
-async fn proxy_for(socket: &Path) -> SocketAddr {
-    let upstream = Upstream {
-        socket: socket.to_path_buf(),
-        calico: None,
-    };
-    let proxy = Proxy::bind("127.0.0.1:0".parse().expect("an address"), upstream)
-        .await
-        .expect("the proxy binds");
-    let addr = proxy.local_addr().expect("its address");
-    tokio::spawn(proxy.serve(std::future::pending()));
-    addr
-}
-
 /// Everything `stream` sends until it closes.
 async fn read_to_end(stream: &mut TcpStream) -> Vec<u8> {
     let mut all = Vec::new();
@@ -101,7 +84,7 @@ async fn pings_close_for_the_cli_and_bulk_transfers_pass_as_bytes() {
     answer.extend_from_slice(&data);
     let (report, mut reports) = mpsc::channel(1);
     tokio::spawn(fake_daemon(listener, answer.clone(), report));
-    let addr = proxy_for(&socket).await;
+    let (addr, _) = start_proxy(&socket, std::future::pending()).await;
 
     // GET /_ping keeps the connection; the CLI's HEAD /_ping ends it.
     let mut ping = TcpStream::connect(addr).await.expect("connecting");
@@ -165,7 +148,7 @@ async fn pings_close_for_the_cli_and_bulk_transfers_pass_as_bytes() {
 #[tokio::test]
 async fn a_bulk_transfer_with_the_daemon_down_gets_a_docker_style_error() {
     let dir = TempDir::new("tunnel-down");
-    let addr = proxy_for(&dir.0.join("docker.sock")).await;
+    let (addr, _) = start_proxy(&dir.0.join("docker.sock"), std::future::pending()).await;
     let mut get = TcpStream::connect(addr).await.expect("connecting");
     get.write_all(b"GET /v1.41/containers/abc/export HTTP/1.1\r\nHost: x\r\n\r\n")
         .await

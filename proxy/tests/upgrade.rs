@@ -12,10 +12,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{header, pattern, read_head, TempDir};
+use common::{header, pattern, read_head, start_proxy, TempDir};
 
-use calico_proxy::passthrough::Upstream;
-use calico_proxy::server::Proxy;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpStream, UnixListener};
 use tokio::time::timeout;
@@ -84,18 +82,11 @@ async fn upgrade_round_trip(
         let protocol = protocol.to_string();
         async move { fake_daemon(listener, daemon_status, &protocol).await }
     });
-    let upstream = Upstream {
-        socket: socket.clone(),
-        calico: None,
-    };
-    let proxy = Proxy::bind("127.0.0.1:0".parse().expect("an address"), upstream)
-        .await
-        .expect("the proxy binds");
-    let addr = proxy.local_addr().expect("its address");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let served = tokio::spawn(proxy.serve(async {
+    let (addr, served) = start_proxy(&socket, async {
         let _ = stopped.await;
-    }));
+    })
+    .await;
 
     let client = TcpStream::connect(addr).await.expect("connecting");
     let (rd, mut wr) = client.into_split();

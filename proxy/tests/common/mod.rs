@@ -2,10 +2,15 @@
 
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use calico_proxy::passthrough::Upstream;
+use calico_proxy::server::Proxy;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::task::JoinHandle;
 
 /// A directory under the system's temp dir, removed when dropped.
 pub struct TempDir(pub PathBuf);
@@ -54,4 +59,21 @@ pub fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
         let (k, v) = l.split_once(':')?;
         k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
     })
+}
+
+/// A proxy without Calico hooks on a loopback port, in front of the daemon at `socket`, serving until
+/// `shutdown` completes: its address and its serving task.
+pub async fn start_proxy(
+    socket: &Path,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> (SocketAddr, JoinHandle<()>) {
+    let upstream = Upstream {
+        socket: socket.to_path_buf(),
+        calico: None,
+    };
+    let proxy = Proxy::bind("127.0.0.1:0".parse().expect("an address"), upstream)
+        .await
+        .expect("the proxy binds");
+    let addr = proxy.local_addr().expect("its address");
+    (addr, tokio::spawn(proxy.serve(shutdown)))
 }
