@@ -8,8 +8,9 @@
 //! Its data root is in memory ([`DATA_ROOT`], on the /dev/shm tmpfs), not /var/lib/docker: removing a
 //! container unmounts its overlay, and the kernel then syncs the filesystem under the overlay's upper
 //! directory, waiting for every dirty page of that filesystem. On the disk that holds the build's
-//! target directory this stalled dockerd (and so every `docker run` of a test) for up to a minute while
-//! a build or another test wrote; on tmpfs the sync costs nothing. The lab image is small and is
+//! target directory dockerd was seen blocked there (`sync_filesystem` in its kernel stack) while a build
+//! or another test wrote, with the tests' `docker run`s waiting behind it; on tmpfs the sync costs
+//! nothing. The lab image is small and is
 //! imported again whenever the lab starts a dockerd.
 
 use std::fs;
@@ -175,10 +176,11 @@ fn remove_data_root() -> Result<()> {
         return Ok(());
     }
     let mounts = fs::read_to_string("/proc/self/mounts")?;
+    let inside = format!("{DATA_ROOT}/");
     let mut below: Vec<&str> = mounts
         .lines()
         .filter_map(|l| l.split_whitespace().nth(1))
-        .filter(|m| m.starts_with(&format!("{DATA_ROOT}/")))
+        .filter(|m| m.starts_with(&inside))
         .collect();
     // Deepest first.
     below.sort_by_key(|m| std::cmp::Reverse(m.len()));
