@@ -87,10 +87,7 @@ async fn main() -> anyhow::Result<()> {
                 .with_host_netns(args.host_netns.clone()),
         ))
     };
-    let upstream = Arc::new(Upstream {
-        socket: args.docker_socket.clone(),
-        calico,
-    });
+    let upstream = Arc::new(Upstream::new(args.docker_socket.clone(), calico));
     let proxy = Proxy::bind(args.proxy_listen, upstream.clone())
         .await
         .with_context(|| format!("cannot listen on {}", args.proxy_listen))?;

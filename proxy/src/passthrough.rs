@@ -3,18 +3,23 @@
 //! BuildKit: `h2c`) become raw byte relays that preserve half-close.
 //!
 //! Each client connection gets its own upstream connection, reused for its keep-alive requests; an
-//! upgrade takes a fresh upstream connection of its own. When the daemon cannot be reached the client
-//! gets a Docker-style JSON error with status 502, and the next request tries again.
+//! upgrade takes a fresh upstream connection of its own. When a client connection ends, its upstream
+//! connection, if idle, is parked for the next client connection to take ([`Idle`]): the docker CLI
+//! opens two connections per command, and a parked one spares the second a connect and handshake with
+//! dockerd. A request that a parked (or kept-alive) connection could not send, because dockerd had
+//! closed it, goes again on a new one; a new connection's failure is final. When the daemon cannot be
+//! reached the client gets a Docker-style JSON error with status 502, and the next request tries again.
 //!
-//! One header is dropped on the way: `Accept-Encoding`. Go's HTTP client (the docker CLI, compose)
-//! asks for gzip on a TCP connection but not on the unix socket, and dockerd then gzips `docker cp`
-//! answers on the fly, at a few tens of MB/s on one core. The hop to dockerd is a local socket, so the
-//! client gets what it would get straight from the socket: the same bytes, uncompressed (HTTP lets a
-//! server always answer with the identity encoding, and clients decompress only what says it is
-//! compressed).
+//! Headers dropped on the way: the hop-by-hop `Connection` and `Keep-Alive` (a client's `Connection:
+//! close` ends its own connection, not the upstream one), and `Accept-Encoding`. Go's HTTP client (the
+//! docker CLI, compose) asks for gzip on a TCP connection but not on the unix socket, and dockerd then
+//! gzips `docker cp` answers on the fly, at a few tens of MB/s on one core. The hop to dockerd is a
+//! local socket, so the client gets what it would get straight from the socket: the same bytes,
+//! uncompressed (HTTP lets a server always answer with the identity encoding, and clients decompress
+//! only what says it is compressed).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
@@ -40,14 +45,72 @@ pub type ReqBody = BoxBody<Bytes, hyper::Error>;
 pub struct Upstream {
     pub socket: PathBuf,
     pub calico: Option<Arc<Calico>>,
+    idle: Idle,
+}
+
+impl Upstream {
+    /// The daemon at `socket`; Calico's hooks on when `calico` is given.
+    pub fn new(socket: impl Into<PathBuf>, calico: Option<Arc<Calico>>) -> Upstream {
+        Upstream {
+            socket: socket.into(),
+            calico,
+            idle: Idle::default(),
+        }
+    }
 }
 
 pub use crate::context::Calico;
 
-/// The state of one client connection: its upstream connection, opened on first use.
-#[derive(Debug, Default)]
+/// Idle upstream connections kept at most; more are closed.
+const MAX_IDLE: usize = 16;
+
+/// Upstream connections left idle by client connections that ended, shared by all client connections.
+#[derive(Debug, Clone, Default)]
+struct Idle(Arc<std::sync::Mutex<Vec<SendRequest<ReqBody>>>>);
+
+impl Idle {
+    fn park(&self, sender: SendRequest<ReqBody>) {
+        if sender.is_closed() {
+            return;
+        }
+        let mut idle = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < MAX_IDLE {
+            idle.push(sender);
+        }
+    }
+
+    /// The most recently parked connection that can take a request now; the others it passes (closed,
+    /// or still busy with an answer nobody reads) are dropped.
+    fn take(&self) -> Option<SendRequest<ReqBody>> {
+        let mut idle = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        std::iter::from_fn(|| idle.pop()).find(SendRequest::is_ready)
+    }
+}
+
+/// The state of one client connection: its upstream connection, taken or opened on first use and
+/// parked when the client connection ends.
+#[derive(Debug)]
 pub struct ConnState {
     sender: Mutex<Option<SendRequest<ReqBody>>>,
+    idle: Idle,
+}
+
+impl ConnState {
+    /// A client connection's state, parking its upstream connection with `upstream`'s idle ones.
+    pub fn new(upstream: &Upstream) -> ConnState {
+        ConnState {
+            sender: Mutex::new(None),
+            idle: upstream.idle.clone(),
+        }
+    }
+}
+
+impl Drop for ConnState {
+    fn drop(&mut self) {
+        if let Some(sender) = self.sender.get_mut().take() {
+            self.idle.park(sender);
+        }
+    }
 }
 
 /// A body made of bytes we hold.
@@ -154,34 +217,49 @@ pub async fn send(
     upstream: &Upstream,
     conn: &ConnState,
 ) -> Response<Body> {
-    let mut guard = conn.sender.lock().await;
-    if guard.as_ref().is_none_or(|s| s.is_closed()) {
-        match connect(&upstream.socket).await {
-            Ok(sender) => *guard = Some(sender),
-            Err(message) => return docker_error(StatusCode::BAD_GATEWAY, &message),
-        }
-    }
-    let Some(sender) = guard.as_mut() else {
-        return docker_error(StatusCode::BAD_GATEWAY, "no upstream connection");
-    };
-    if sender.ready().await.is_err() {
-        *guard = None;
-        return docker_error(
-            StatusCode::BAD_GATEWAY,
-            "the Docker daemon closed the connection",
-        );
-    }
     // Forward the path as the client sent it (with or without a /vX.YY prefix).
     *req.uri_mut() = path_only(req.uri());
     req.headers_mut().remove(ACCEPT_ENCODING);
-    match sender.send_request(req).await {
-        Ok(resp) => resp.map(|b| b.boxed()),
-        Err(e) => {
-            *guard = None;
-            docker_error(
-                StatusCode::BAD_GATEWAY,
-                &format!("the Docker daemon failed the request: {e}"),
-            )
+    // Hop by hop: a client's `Connection: close` ends its own connection, not the upstream one.
+    req.headers_mut().remove(CONNECTION);
+    req.headers_mut().remove("keep-alive");
+    let mut guard = conn.sender.lock().await;
+    loop {
+        let kept = guard
+            .take()
+            .filter(|s| !s.is_closed())
+            .or_else(|| upstream.idle.take());
+        // A connection opened for this request is not tried again: its failure is the daemon's.
+        let (mut sender, opened) = match kept {
+            Some(sender) => (sender, false),
+            None => match connect(&upstream.socket).await {
+                Ok(sender) => (sender, true),
+                Err(message) => return docker_error(StatusCode::BAD_GATEWAY, &message),
+            },
+        };
+        if sender.ready().await.is_err() {
+            if opened {
+                return docker_error(
+                    StatusCode::BAD_GATEWAY,
+                    "the Docker daemon closed the connection",
+                );
+            }
+            continue;
+        }
+        match sender.try_send_request(req).await {
+            Ok(resp) => {
+                *guard = Some(sender);
+                return resp.map(|b| b.boxed());
+            }
+            Err(mut e) => match e.take_message() {
+                Some(unsent) if !opened => req = unsent,
+                _ => {
+                    return docker_error(
+                        StatusCode::BAD_GATEWAY,
+                        &format!("the Docker daemon failed the request: {}", e.into_error()),
+                    )
+                }
+            },
         }
     }
 }

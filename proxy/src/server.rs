@@ -66,7 +66,7 @@ impl Proxy {
                         return;
                     }
                 }
-                let conn = Arc::new(ConnState::default());
+                let conn = Arc::new(ConnState::new(&upstream));
                 let service = service_fn(move |req| {
                     let (upstream, conn) = (upstream.clone(), conn.clone());
                     async move { Ok::<_, std::convert::Infallible>(forward(req, upstream, conn).await) }

@@ -54,14 +54,14 @@ impl Node {
                     let _ = master_rx.await;
                 }));
                 let client = Client::new(&[format!("http://{master}")], None).expect("a client");
-                let upstream = Upstream {
-                    socket: PathBuf::from("/var/run/docker.sock"),
-                    calico: Some(Arc::new(
+                let upstream = Upstream::new(
+                    PathBuf::from("/var/run/docker.sock"),
+                    Some(Arc::new(
                         Calico::new("h1", client)
                             .with_gateways(Some(gw4), Some(gw6))
                             .with_host_netns(Some(host_netns)),
                     )),
-                };
+                );
                 let proxy = Proxy::bind("127.0.0.1:0".parse().expect("addr"), upstream)
                     .await
                     .expect("bind");

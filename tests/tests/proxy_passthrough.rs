@@ -28,10 +28,7 @@ impl RunningProxy {
     fn start(socket: &str) -> Result<RunningProxy> {
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let upstream = Upstream {
-            socket: PathBuf::from(socket),
-            calico: None,
-        };
+        let upstream = Upstream::new(PathBuf::from(socket), None);
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)

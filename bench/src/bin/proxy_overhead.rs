@@ -156,10 +156,7 @@ impl Node {
             .enable_all()
             .build()?;
         let addr = runtime.block_on(async {
-            let up = Arc::new(Upstream {
-                socket: PathBuf::from(SOCKET),
-                calico: Some(Arc::new(calico)),
-            });
+            let up = Arc::new(Upstream::new(SOCKET, Some(Arc::new(calico))));
             let proxy = Proxy::bind("127.0.0.1:0".parse()?, up.clone()).await?;
             let addr = proxy.local_addr()?;
             tokio::spawn(calico_proxy::events::run_background(up));

@@ -152,10 +152,10 @@ async fn start_proxy(opts: &NodeOptions, listen: SocketAddr, client: Client) -> 
         .with_gateways(Some(opts.ip), opts.ip6)
         .with_state_dir(&opts.state_dir)
         .with_init_binary(Some(init));
-    let upstream = Arc::new(Upstream {
-        socket: opts.docker_socket.clone(),
-        calico: Some(Arc::new(calico)),
-    });
+    let upstream = Arc::new(Upstream::new(
+        opts.docker_socket.clone(),
+        Some(Arc::new(calico)),
+    ));
     let proxy = Proxy::bind(listen, upstream.clone())
         .await
         .with_context(|| format!("the Docker proxy cannot listen on {listen}"))?;

@@ -67,10 +67,7 @@ pub async fn start_proxy(
     socket: &Path,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> (SocketAddr, JoinHandle<()>) {
-    let upstream = Upstream {
-        socket: socket.to_path_buf(),
-        calico: None,
-    };
+    let upstream = Upstream::new(socket, None);
     let proxy = Proxy::bind("127.0.0.1:0".parse().expect("an address"), upstream)
         .await
         .expect("the proxy binds");
