@@ -33,6 +33,7 @@ pub mod sys;
 mod tests;
 mod v4map;
 mod view;
+mod waiting;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
