@@ -273,7 +273,7 @@ const RECORD: &[&str] = &[
 
 /// Asserts root and runs the tests of this file one at a time. Their containers all go through the
 /// machine's one dockerd, and stops and restarts of one test's containers during another's 50
-/// concurrent starts have stalled Docker 20.10 on this kernel for 1.5 to 3 minutes (docs/proxy.md,
+/// concurrent starts have stalled Docker 20.10 on this kernel for one to three minutes (docs/proxy.md,
 /// "A stall of Docker's own"); run alone, each test's containers meet only their own.
 fn root_and_alone() -> MutexGuard<'static, ()> {
     static ALONE: Mutex<()> = Mutex::new(());
