@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{read_head, start_proxy, TempDir};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use common::{read_head, read_to_end, start_proxy, TempDir};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpStream, UnixListener};
 use tokio::sync::watch;
 use tokio::time::timeout;
@@ -64,12 +64,7 @@ async fn one_call(proxy: std::net::SocketAddr) -> String {
         )
         .await
         .expect("the request");
-    let mut answer = String::new();
-    timeout(STEP, client.read_to_string(&mut answer))
-        .await
-        .expect("the answer comes")
-        .expect("reading");
-    answer
+    String::from_utf8(read_to_end(&mut client, STEP).await).expect("text")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,7 +14,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{header, pattern, read_head, start_proxy, TempDir};
+use common::{header, pattern, read_head, read_to_end, start_proxy, TempDir};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpStream, UnixListener};
 use tokio::sync::mpsc;
@@ -64,16 +64,6 @@ async fn fake_daemon(listener: UnixListener, answer: Vec<u8>, seen: mpsc::Sender
     }
 }
 
-/// Everything `stream` sends until it closes.
-async fn read_to_end(stream: &mut TcpStream) -> Vec<u8> {
-    let mut all = Vec::new();
-    timeout(STEP, stream.read_to_end(&mut all))
-        .await
-        .expect("the connection ends")
-        .expect("reading");
-    all
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pings_close_for_the_cli_and_bulk_transfers_pass_as_bytes() {
     let dir = TempDir::new("tunnel");
@@ -100,7 +90,7 @@ async fn pings_close_for_the_cli_and_bulk_transfers_pass_as_bytes() {
     ping.write_all(b"HEAD /_ping HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
         .expect("a HEAD ping");
-    let rest = String::from_utf8(read_to_end(&mut ping).await).expect("text");
+    let rest = String::from_utf8(read_to_end(&mut ping, STEP).await).expect("text");
     assert!(rest.starts_with("HTTP/1.1 200"), "{rest}");
     assert_eq!(header(&rest, "connection"), Some("close"), "{rest}");
 
@@ -153,7 +143,7 @@ async fn a_bulk_transfer_with_the_daemon_down_gets_a_docker_style_error() {
     get.write_all(b"GET /v1.41/containers/abc/export HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
         .expect("the request");
-    let answer = String::from_utf8(read_to_end(&mut get).await).expect("text");
+    let answer = String::from_utf8(read_to_end(&mut get, STEP).await).expect("text");
     assert!(answer.starts_with("HTTP/1.1 502 "), "{answer}");
     assert!(
         answer.contains(r#"{"message":"cannot reach the Docker daemon at "#),

@@ -5,11 +5,12 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use calico_proxy::passthrough::Upstream;
 use calico_proxy::server::Proxy;
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
+use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
 /// A directory under the system's temp dir, removed when dropped.
@@ -52,6 +53,16 @@ pub async fn read_head<R: AsyncRead + Unpin>(rd: &mut BufReader<R>) -> String {
             return head;
         }
     }
+}
+
+/// Everything `stream` sends until it closes, within `deadline`.
+pub async fn read_to_end(stream: &mut TcpStream, deadline: Duration) -> Vec<u8> {
+    let mut all = Vec::new();
+    tokio::time::timeout(deadline, stream.read_to_end(&mut all))
+        .await
+        .expect("the connection ends")
+        .expect("reading");
+    all
 }
 
 pub fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
