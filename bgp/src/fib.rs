@@ -3,8 +3,9 @@
 //!
 //! [`plan`] is pure: (what the kernel holds of ours, what the RIB wants) → routes to set and prefixes to
 //! delete. [`Fib`] is the I/O edge: it reads the kernel's routes of our protocol in our table (adopting
-//! those a previous run left), writes changes in batches of many requests per `sendmsg` with every
-//! acknowledgement checked, and reports per prefix what the kernel refused. Other owners' routes are
+//! those a previous run left), writes changes in batches of many requests per `sendmsg` (only the last
+//! of each asks for an acknowledgement: the kernel reports failures unasked, and a success then costs no
+//! reply), and reports per prefix what the kernel refused. Other owners' routes are
 //! never touched.
 //!
 //! Where the kernel has nexthop objects (Linux 5.3+), routes go through them: one object per gateway and
@@ -227,7 +228,7 @@ impl Fib {
         Ok(())
     }
 
-    /// Carries out `plan`, batch by batch; every request's acknowledgement is checked.
+    /// Carries out `plan`, batch by batch; every refusal is reported.
     pub fn apply(&mut self, plan: &FibPlan) -> Result<SyncReport, Error> {
         // Sets, then deletes.
         let changes: Vec<(Prefix, Option<&Vec<IpAddr>>)> = plan
@@ -245,7 +246,7 @@ impl Fib {
     }
 
     /// Writes `changes` in order (a prefix through its gateways, or with `None` no route for it), many
-    /// requests per `sendmsg`, every acknowledgement checked. Returns the index and errno of each change
+    /// requests per `sendmsg`, every refusal reported. Returns the index and errno of each change
     /// the kernel refused.
     pub fn write<G: AsRef<[IpAddr]>>(
         &mut self,

@@ -22,7 +22,7 @@ pub const NLM_F_REQUEST: u16 = 0x1;
 pub const NLM_F_ACK: u16 = 0x4;
 pub const NLM_F_CREATE: u16 = 0x400;
 
-const HEADER_LEN: usize = 16;
+pub(crate) const HEADER_LEN: usize = 16;
 
 fn align4(n: usize) -> usize {
     (n + 3) & !3

@@ -129,3 +129,67 @@ fn the_fib_programs_many_routes_and_stays_converged() -> Result<()> {
         Ok(())
     })
 }
+
+/// One write: a prefix and the gateways to route it through, or `None` to delete it.
+type Change<'a> = ((IpAddr, u8), Option<&'a [IpAddr]>);
+
+/// Writes go many to a `sendmsg` with only the last request of each asking for an acknowledgement
+/// (successes cost no reply): a refusal anywhere in a batch must still come back, for that request
+/// only, and every other request must land.
+#[test]
+fn a_refused_request_anywhere_in_a_batch_is_reported_alone() -> Result<()> {
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "needs root: run the README's test command"
+    );
+    const ESRCH: i32 = 3;
+    Lab::builder("bgpfibno").hosts(2).run(|lab| {
+        let (h1, h2) = (lab.host(1), lab.host(2));
+        let netns = PathBuf::from("/run/netns").join(&h1.ns);
+        let mut fib = Fib::new(Some(&netns), DEFAULT_TABLE, DEFAULT_PROTOCOL)?;
+        let gw = [IpAddr::V4(h2.ip)];
+        // 600 changes, three batches: deletions of routes that do not exist (refused) first in the
+        // first batch, last in it, in the middle of the second and last of all; the rest installs.
+        let refused = [0, 255, 300, 599];
+        let changes: Vec<Change> = (0..600)
+            .map(|i| {
+                let route = if refused.contains(&i) {
+                    None
+                } else {
+                    Some(&gw[..])
+                };
+                ((v4(i as u32), 32), route)
+            })
+            .collect();
+        let failed = fib.write(&changes)?;
+        let expected: Vec<(usize, i32)> = refused.iter().map(|&i| (i, ESRCH)).collect();
+        ensure!(failed == expected, "refused: {failed:?}");
+        let held = fib.read()?;
+        ensure!(
+            held.len() == 600 - refused.len()
+                && (0..600u32)
+                    .filter(|i| !refused.contains(&(*i as usize)))
+                    .all(|i| held.get(&(v4(i), 32)).map(Vec::as_slice) == Some(&gw[..])),
+            "the kernel holds {} of our routes, not the {} accepted",
+            held.len(),
+            600 - refused.len()
+        );
+        // All refused, nothing accepted: still one report per request, and no wait for replies
+        // that never come.
+        let none: Vec<Change> = (1000..1300).map(|i| ((v4(i), 32), None)).collect();
+        let t = Instant::now();
+        let failed = fib.write(&none)?;
+        ensure!(
+            failed.len() == 300 && failed.iter().all(|(_, e)| *e == ESRCH),
+            "{} refusals: {:?}",
+            failed.len(),
+            failed.first()
+        );
+        ensure!(
+            t.elapsed() < Duration::from_secs(2),
+            "took {:?}",
+            t.elapsed()
+        );
+        Ok(())
+    })
+}
