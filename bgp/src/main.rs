@@ -59,6 +59,8 @@ struct RunArgs {
     #[arg(long)]
     config: Option<PathBuf>,
     /// A peer: <IP>,as=<ASN>[,passive][,password=<S>][,rr-client][,hold=<S>][,keepalive=<S>][,multihop=<N>][,gr=<S>]
+    /// [,local=<IP>][,description=<T>][,next-hop-self][,max-prefix=<N>][,max-prefix-action=teardown|warn]
+    /// (import/export rules: in the --config file)
     #[arg(long = "peer", value_parser = parse_peer)]
     peers: Vec<PeerSettings>,
     /// A route to originate: <CIDR>[,next-hop=<IP>][,community=<A:B>][,large-community=<A:B:C>]

@@ -250,6 +250,25 @@ impl Session {
         Ok(vec![Action::Send(Message::Update(update))])
     }
 
+    /// Ends the session with `notification` (e.g. Cease / Maximum Number of Prefixes Reached, RFC 4486)
+    /// and keeps it down, as a manual stop does: no automatic restart, the peer's connections refused,
+    /// until [`Event::ManualStart`]. The peer's routes are not kept as stale (we never offer graceful
+    /// restart on notifications, RFC 8538). Nothing happens without a connection.
+    pub fn tear_down(&mut self, notification: Notification, now: Instant) -> Vec<Action> {
+        let mut out = Vec::new();
+        if self.state.has_connection() {
+            self.enabled = false;
+            self.go_down(
+                DownReason::NotificationSent(notification.clone()),
+                Some(notification),
+                State::Idle,
+                now,
+                &mut out,
+            );
+        }
+        out
+    }
+
     /// Ask the peer to re-send a family (RFC 2918); nothing is sent when the peer does not support it.
     pub fn request_route_refresh(
         &mut self,

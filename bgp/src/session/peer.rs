@@ -235,6 +235,24 @@ impl Peer {
         out
     }
 
+    /// End the main session with `notification` ([`Session::tear_down`]).
+    pub fn tear_down(&mut self, notification: Notification, now: Instant) -> Vec<PeerAction> {
+        let conn = self.main_conn.map(|c| c.0);
+        let mut out = tag(conn, self.main.tear_down(notification, now));
+        self.settle(now, &mut out);
+        out
+    }
+
+    /// Ask the peer to re-send a family on the Established session (RFC 2918; nothing when it does not
+    /// support route refresh).
+    pub fn request_route_refresh(
+        &mut self,
+        afi_safi: crate::wire::AfiSafi,
+    ) -> Result<Vec<PeerAction>, NotEstablished> {
+        let actions = self.main.request_route_refresh(afi_safi)?;
+        Ok(tag(self.main_conn.map(|c| c.0), actions))
+    }
+
     /// Send an UPDATE on the Established session.
     pub fn send_update(
         &mut self,

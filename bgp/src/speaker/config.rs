@@ -11,7 +11,8 @@
 //! The file has the flags' settings with underscores (`asn`, `router_id`, `cluster_id`, `listen`, `fib`, `fib_table`,
 //! `fib_protocol`, `fib_scan`, `ecmp`, `graceful_restart`, `control`, `metrics`), `[[peer]]` tables (`address`,
 //! `asn`, `passive`, `password`, `rr_client`, `hold`, `keepalive`, `multihop`, `gr`, `local`,
-//! `description`; times in seconds) and `[[announce]]` tables (`prefix`, `next_hop`, `communities`,
+//! `description`, `next_hop_self`, `max_prefix`, `max_prefix_action`; times in seconds; and per peer
+//! `[[peer.import]]` / `[[peer.export]]` rules, see [`RuleEntry`]) and `[[announce]]` tables (`prefix`, `next_hop`, `communities`,
 //! `large_communities`). Flags win over the file; a `--peer` (or `--announce`) replaces the file's
 //! peer with the same address (route with the same prefix) and adds the others.
 
@@ -23,6 +24,7 @@ use serde::Deserialize;
 
 use super::spec::{parse_asn, parse_community, parse_large};
 use super::{FibSettings, LargeCommunity, LocalRoute, PeerSettings, SpeakerConfig, BGP_PORT};
+use crate::rib::{Match, MaxPrefix, MaxPrefixAction, Modify, Policy, PrefixRange, Rule};
 
 /// The default control socket.
 pub const DEFAULT_CONTROL: &str = "/run/calico-bgp.sock";
@@ -68,6 +70,126 @@ pub struct PeerEntry {
     pub local: Option<IpAddr>,
     #[serde(default)]
     pub description: String,
+    /// Our own address as the next hop of the routes sent to it.
+    #[serde(default)]
+    pub next_hop_self: bool,
+    /// The most routes accepted from it; see `max_prefix_action`.
+    pub max_prefix: Option<usize>,
+    /// `"teardown"` (the default: Cease / Maximum Number of Prefixes Reached, then a restart after a
+    /// growing delay) or `"warn"` (a log line, the routes are kept).
+    pub max_prefix_action: Option<String>,
+    /// Rules for the routes it sends us, the first that matches decides; none matching: accept.
+    #[serde(default)]
+    pub import: Vec<RuleEntry>,
+    /// Rules for the routes we send it, the same way.
+    #[serde(default)]
+    pub export: Vec<RuleEntry>,
+}
+
+/// One `[[peer.import]]` or `[[peer.export]]` rule: what it matches (every list given must match; an
+/// empty rule matches every route) and what it does.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleEntry {
+    /// Prefix ranges, `"10.65.0.0/16 le 32"` (`ge N`, `le N`; without either, that length only).
+    #[serde(default)]
+    pub prefixes: Vec<String>,
+    /// The route carries one of these communities, `"A:B"`.
+    #[serde(default)]
+    pub communities: Vec<String>,
+    /// The route carries one of these large communities, `"A:B:C"`.
+    #[serde(default)]
+    pub large_communities: Vec<String>,
+    /// `"accept"` (the default) or `"reject"`.
+    pub action: Option<String>,
+    /// On accept: set LOCAL_PREF (it reaches iBGP peers only).
+    pub set_local_pref: Option<u32>,
+    /// On accept: add these communities.
+    #[serde(default)]
+    pub add_communities: Vec<String>,
+    /// On accept: remove these communities.
+    #[serde(default)]
+    pub remove_communities: Vec<String>,
+    /// On accept: add these large communities.
+    #[serde(default)]
+    pub add_large_communities: Vec<String>,
+    /// On accept: remove these large communities.
+    #[serde(default)]
+    pub remove_large_communities: Vec<String>,
+    /// On accept: the next hop becomes our address (export) or the peer's (import).
+    #[serde(default)]
+    pub next_hop_self: bool,
+}
+
+impl RuleEntry {
+    /// The rule, or what is wrong with it.
+    pub fn rule(&self) -> Result<Rule, String> {
+        let list = |items: &[String], parse: fn(&str) -> Result<u32, String>| {
+            items
+                .iter()
+                .map(|c| parse(c))
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let large = |items: &[String]| {
+            items
+                .iter()
+                .map(|c| parse_large(c))
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let matches = Match {
+            prefixes: self
+                .prefixes
+                .iter()
+                .map(|p| p.parse::<PrefixRange>().map_err(|e| e.to_string()))
+                .collect::<Result<_, _>>()?,
+            communities: list(&self.communities, parse_community)?,
+            large_communities: large(&self.large_communities)?,
+        };
+        let mut modify = Vec::new();
+        modify.extend(self.set_local_pref.map(Modify::SetLocalPref));
+        modify.extend(
+            list(&self.add_communities, parse_community)?
+                .into_iter()
+                .map(Modify::AddCommunity),
+        );
+        modify.extend(
+            list(&self.remove_communities, parse_community)?
+                .into_iter()
+                .map(Modify::RemoveCommunity),
+        );
+        modify.extend(
+            large(&self.add_large_communities)?
+                .into_iter()
+                .map(Modify::AddLargeCommunity),
+        );
+        modify.extend(
+            large(&self.remove_large_communities)?
+                .into_iter()
+                .map(Modify::RemoveLargeCommunity),
+        );
+        if self.next_hop_self {
+            modify.push(Modify::NextHopSelf);
+        }
+        match self.action.as_deref() {
+            None | Some("accept") => Ok(Rule::accept(matches, modify)),
+            Some("reject") if modify.is_empty() => Ok(Rule::reject(matches)),
+            Some("reject") => Err("a reject rule cannot also change the route".into()),
+            Some(other) => Err(format!(
+                "action {other:?}: expected \"accept\" or \"reject\""
+            )),
+        }
+    }
+}
+
+/// The max-prefix action named `action` (`None`: tear down).
+pub fn max_prefix_action(action: Option<&str>) -> Result<MaxPrefixAction, String> {
+    match action {
+        None | Some("teardown") => Ok(MaxPrefixAction::TearDown),
+        Some("warn") => Ok(MaxPrefixAction::Warn),
+        Some(other) => Err(format!(
+            "max-prefix action {other:?}: expected \"teardown\" or \"warn\""
+        )),
+    }
 }
 
 /// An `[[announce]]` table.
@@ -160,6 +282,26 @@ impl PeerEntry {
             local_address: self.local,
             description: self.description.clone(),
             family: None,
+            next_hop_self: self.next_hop_self,
+            policy: self.policy().map_err(what)?,
+        })
+    }
+
+    fn policy(&self) -> Result<Policy, String> {
+        let rules = |list: &[RuleEntry], what: &str| {
+            list.iter()
+                .enumerate()
+                .map(|(i, r)| r.rule().map_err(|e| format!("{what} rule {}: {e}", i + 1)))
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let action = max_prefix_action(self.max_prefix_action.as_deref())?;
+        if self.max_prefix.is_none() && self.max_prefix_action.is_some() {
+            return Err("max_prefix_action needs max_prefix".into());
+        }
+        Ok(Policy {
+            import: rules(&self.import, "import")?,
+            export: rules(&self.export, "export")?,
+            max_prefix: self.max_prefix.map(|limit| MaxPrefix { limit, action }),
         })
     }
 }
@@ -466,6 +608,117 @@ large_communities = ["4200000001:1:2"]
             .contains("another family"));
         let comm = parse("asn = 1\nrouter_id = \"10.0.0.1\"\n[[announce]]\nprefix = \"10.65.0.0/24\"\ncommunities = [\"70000:1\"]").unwrap();
         assert!(resolve(&Overrides::default(), Some(&comm)).is_err());
+        // Policy mistakes name the peer, the rule and the value.
+        for (rule, says) in [
+            ("prefixes = [\"10.0.0.0/8 le 40\"]", "10.0.0.0/8 le 40"),
+            ("communities = [\"1:2:3\"]", "1:2:3"),
+            ("action = \"drop\"", "drop"),
+            (
+                "action = \"reject\"\nset_local_pref = 5",
+                "cannot also change",
+            ),
+            ("add_large_communities = [\"1:2\"]", "1:2"),
+        ] {
+            let text = format!(
+                "asn = 1\nrouter_id = \"10.0.0.1\"\n[[peer]]\naddress = \"10.0.0.2\"\nasn = 2\n\
+                 [[peer.export]]\nprefixes = [\"10.0.0.0/8\"]\n[[peer.export]]\n{rule}"
+            );
+            let e = resolve(&Overrides::default(), Some(&parse(&text).unwrap())).unwrap_err();
+            assert!(
+                e.contains("peer 10.0.0.2") && e.contains("export rule 2") && e.contains(says),
+                "{rule}: {e}"
+            );
+        }
+        let action_alone = parse("asn = 1\nrouter_id = \"10.0.0.1\"\n[[peer]]\naddress = \"10.0.0.2\"\nasn = 2\nmax_prefix_action = \"warn\"").unwrap();
+        assert!(resolve(&Overrides::default(), Some(&action_alone))
+            .unwrap_err()
+            .contains("needs max_prefix"));
+    }
+
+    #[test]
+    fn per_peer_policy_from_the_file() {
+        let text = r#"
+asn = 65001
+router_id = "10.0.0.1"
+
+[[peer]]
+address = "10.0.0.2"
+asn = 65002
+next_hop_self = true
+max_prefix = 1000
+max_prefix_action = "warn"
+
+[[peer.import]]
+prefixes = ["10.96.0.0/12 le 32"]
+communities = ["65002:666"]
+action = "reject"
+
+[[peer.import]]
+prefixes = ["10.96.0.0/12 ge 24 le 32", "fd00::/8 le 128"]
+set_local_pref = 200
+add_communities = ["65001:1"]
+
+[[peer.export]]
+large_communities = ["65001:0:1"]
+remove_large_communities = ["65001:0:1"]
+add_large_communities = ["65001:0:2"]
+remove_communities = ["65001:1"]
+next_hop_self = true
+"#;
+        let s = resolve(&Overrides::default(), Some(&parse(text).unwrap())).unwrap();
+        let p = &s.peers[0];
+        assert!(p.next_hop_self);
+        assert_eq!(
+            p.policy.max_prefix,
+            Some(MaxPrefix {
+                limit: 1000,
+                action: MaxPrefixAction::Warn
+            })
+        );
+        let range = |s: &str| s.parse::<PrefixRange>().unwrap();
+        let large = |s: &str| parse_large(s).unwrap();
+        assert_eq!(
+            p.policy.import,
+            [
+                Rule::reject(Match {
+                    prefixes: vec![range("10.96.0.0/12 le 32")],
+                    communities: vec![(65002 << 16) | 666],
+                    large_communities: vec![],
+                }),
+                Rule::accept(
+                    Match {
+                        prefixes: vec![range("10.96.0.0/12 ge 24 le 32"), range("fd00::/8 le 128")],
+                        ..Match::default()
+                    },
+                    vec![
+                        Modify::SetLocalPref(200),
+                        Modify::AddCommunity((65001 << 16) | 1)
+                    ],
+                ),
+            ]
+        );
+        assert_eq!(
+            p.policy.export,
+            [Rule::accept(
+                Match {
+                    large_communities: vec![large("65001:0:1")],
+                    ..Match::default()
+                },
+                vec![
+                    Modify::RemoveCommunity((65001 << 16) | 1),
+                    Modify::AddLargeCommunity(large("65001:0:2")),
+                    Modify::RemoveLargeCommunity(large("65001:0:1")),
+                    Modify::NextHopSelf,
+                ],
+            )]
+        );
+        // No policy written: accept everything, no limit.
+        let bare =
+            parse("asn = 1\nrouter_id = \"10.0.0.1\"\n[[peer]]\naddress = \"10.0.0.2\"\nasn = 2")
+                .unwrap();
+        let s = resolve(&Overrides::default(), Some(&bare)).unwrap();
+        assert_eq!(s.peers[0].policy, Policy::default());
+        assert!(!s.peers[0].next_hop_self);
     }
 
     #[test]

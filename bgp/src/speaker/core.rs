@@ -20,7 +20,7 @@ use super::fibtask::{self, FibHandle};
 use super::metrics::{PeerMetrics, SpeakerMetrics};
 use super::view;
 use super::{Error, LocalRoute, PeerSettings, PeerStatus, Request, SpeakerConfig};
-use crate::rib::{PeerConfig, Rib, RibConfig};
+use crate::rib::{Rib, RibConfig};
 use crate::session::{ConnId, Peer, SessionConfig};
 use crate::wire::{
     AfiSafi, GracefulRestart, GracefulRestartFamily, LargeCommunity, NextHop, PathAttributes,
@@ -533,11 +533,7 @@ impl Core {
                 conn::listener_md5(l, addr, s.password.as_deref())?;
             }
         }
-        let mut pc = PeerConfig::new(addr, s.asn, addr);
-        pc.local_v4 = None;
-        pc.local_v6 = None;
-        pc.rr_client = s.rr_client;
-        if let Err(e) = self.rib.add_peer(pc) {
+        if let Err(e) = self.rib.add_peer(s.rib_config(None)) {
             return Err(Error::Invalid(e.to_string()));
         }
         let mut peer = Peer::new(self.session_config(&s));

@@ -140,6 +140,29 @@ pub struct PeerSettings {
     /// IPv6 unicast. calico-node gives each node-to-node session its own address's family, as Calico ran
     /// one BIRD per family.
     pub family: Option<AfiSafi>,
+    /// Announce our own address as the next hop of every route sent to it (implied for eBGP; for iBGP
+    /// it replaces the next hop learnt from an eBGP peer).
+    pub next_hop_self: bool,
+    /// Import and export rules, and the max-prefix limit (none: accept everything, no limit).
+    pub policy: crate::rib::Policy,
+}
+
+impl PeerSettings {
+    /// The RIB's configuration of this peer, with `local` our address on its session (if up).
+    pub(crate) fn rib_config(&self, local: Option<IpAddr>) -> crate::rib::PeerConfig {
+        let mut pc = crate::rib::PeerConfig::new(self.address, self.asn, self.address)
+            .with_policy(self.policy.clone());
+        pc.rr_client = self.rr_client;
+        pc.next_hop_self = self.next_hop_self;
+        pc.local_v4 = None;
+        pc.local_v6 = None;
+        match local {
+            Some(IpAddr::V4(a)) => pc.local_v4 = Some(a),
+            Some(IpAddr::V6(a)) => pc.local_v6 = Some(a),
+            None => {}
+        }
+        pc
+    }
 }
 
 impl Default for PeerSettings {
@@ -157,6 +180,8 @@ impl Default for PeerSettings {
             local_address: None,
             description: String::new(),
             family: None,
+            next_hop_self: false,
+            policy: crate::rib::Policy::default(),
         }
     }
 }

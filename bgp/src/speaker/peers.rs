@@ -14,9 +14,9 @@ use std::time::{Instant, SystemTime};
 use bytes::BytesMut;
 
 use super::core::{Core, FAMILIES};
-use crate::rib::{Changes, PeerConfig, PeerSession};
+use crate::rib::{Changes, MaxPrefixAction, PeerSession, RibEvent};
 use crate::session::{Action, DownReason, Negotiated, PeerAction, SessionDown};
-use crate::wire::{encode_message, Codec, Message, Update};
+use crate::wire::{code, encode_message, AfiSafi, Codec, Message, Notification, Update};
 
 /// The wire bytes of `msg`, as several messages when an UPDATE is too long for one
 /// ([`Update::into_fitting`]).
@@ -183,22 +183,14 @@ impl Core {
             .filter(|f| FAMILIES.contains(f))
             .collect();
         e.eor.clear();
-        let mut pc = PeerConfig::new(addr, e.settings.asn, addr);
-        pc.rr_client = e.settings.rr_client;
-        pc.local_v4 = None;
-        pc.local_v6 = None;
-        match local.map(|ip| match ip {
+        let local = local.map(|ip| match ip {
             std::net::IpAddr::V6(v6) => v6
                 .to_ipv4_mapped()
                 .map(IpAddr::V4)
                 .unwrap_or(IpAddr::V6(v6)),
             v4 => v4,
-        }) {
-            Some(IpAddr::V4(a)) => pc.local_v4 = Some(a),
-            Some(IpAddr::V6(a)) => pc.local_v6 = Some(a),
-            None => {}
-        }
-        if let Ok(ch) = self.rib.reconfigure_peer(pc) {
+        });
+        if let Ok(ch) = self.rib.reconfigure_peer(e.settings.rib_config(local)) {
             self.dispatch(ch, now);
         }
         // The export follows in steps (`export_steps`), then the End-of-RIB markers.
@@ -281,14 +273,58 @@ impl Core {
                 fib.changes(&ch.fib);
             }
         }
-        for ev in &ch.events {
-            tracing::warn!(event = ?ev, "RIB event");
-        }
         for (addr, updates) in ch.peers {
             for u in updates.into_updates() {
                 self.send_update(addr, u, now);
             }
         }
+        for ev in ch.events {
+            match ev {
+                RibEvent::MaxPrefixExceeded {
+                    peer,
+                    limit,
+                    count,
+                    action,
+                } => self.max_prefix_exceeded(peer, limit, count, action, now),
+            }
+        }
+    }
+
+    /// A peer sent more routes than its limit: say so, and with [`MaxPrefixAction::TearDown`] end its
+    /// session with Cease / Maximum Number of Prefixes Reached (RFC 4486 §4: AFI, SAFI and the limit in
+    /// its data, the family of the peer's address). The session stays down, as a router's does without
+    /// a restart timer, until the peer's settings change (a reload) or the speaker restarts.
+    fn max_prefix_exceeded(
+        &mut self,
+        addr: IpAddr,
+        limit: usize,
+        count: usize,
+        action: MaxPrefixAction,
+        now: Instant,
+    ) {
+        let Some(e) = self.peers.get_mut(&addr) else {
+            return;
+        };
+        if action == MaxPrefixAction::Warn {
+            tracing::warn!(peer = %addr, limit, count, "the peer sent more routes than its max-prefix limit");
+            return;
+        }
+        tracing::warn!(
+            peer = %addr, limit, count,
+            "the peer sent more routes than its max-prefix limit: ending the session (Cease 6/1); \
+             it stays down until its settings change (reload) or the speaker restarts"
+        );
+        let family = match addr {
+            IpAddr::V4(_) => AfiSafi::IPV4_UNICAST,
+            IpAddr::V6(_) => AfiSafi::IPV6_UNICAST,
+        };
+        let mut data = Vec::with_capacity(7);
+        data.extend_from_slice(&family.afi.to_be_bytes());
+        data.push(family.safi);
+        data.extend_from_slice(&u32::try_from(limit).unwrap_or(u32::MAX).to_be_bytes());
+        let n = Notification::new(code::CEASE, code::cease::MAX_PREFIXES, data);
+        let actions = e.peer.tear_down(n, now);
+        self.apply(addr, actions, now);
     }
 }
 

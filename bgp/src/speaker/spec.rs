@@ -1,14 +1,17 @@
 //! The daemon's compact command-line specs for peers and announced routes. Pure.
 //!
 //! Role: parse `--peer <IP>,as=<ASN>[,passive][,password=<S>][,rr-client][,hold=<S>][,multihop=<N>]
-//! [,gr=<S>][,local=<IP>][,description=<TEXT>]` into [`PeerSettings`] and
+//! [,gr=<S>][,local=<IP>][,description=<TEXT>][,next-hop-self][,max-prefix=<N>]
+//! [,max-prefix-action=teardown|warn]` into [`PeerSettings`] and
 //! `--announce <CIDR>[,next-hop=<IP>][,community=<A:B>]…[,large-community=<A:B:C>]…` into a
 //! [`LocalRoute`] with its large communities.
 //! Inputs: the spec text. Outputs: the settings, or an error naming the bad part.
 
 use std::time::Duration;
 
+use super::config::max_prefix_action;
 use super::{LargeCommunity, LocalRoute, PeerSettings};
+use crate::rib::{MaxPrefix, MaxPrefixAction};
 
 /// Parses a `--peer` spec.
 pub fn parse_peer(spec: &str) -> Result<PeerSettings, String> {
@@ -21,6 +24,7 @@ pub fn parse_peer(spec: &str) -> Result<PeerSettings, String> {
         ..PeerSettings::default()
     };
     let mut asn = None;
+    let mut action_given = None;
     for part in parts {
         let (key, value) = match part.split_once('=') {
             Some((k, v)) => (k.trim(), Some(v)),
@@ -54,10 +58,31 @@ pub fn parse_peer(spec: &str) -> Result<PeerSettings, String> {
                 );
             }
             "description" => p.description = need()?.to_string(),
+            "next-hop-self" => p.next_hop_self = true,
+            "max-prefix" => {
+                let limit = usize::try_from(num(need()?)?).unwrap_or(usize::MAX);
+                p.policy.max_prefix = Some(MaxPrefix {
+                    limit,
+                    action: MaxPrefixAction::TearDown,
+                });
+            }
+            "max-prefix-action" => {
+                let action = max_prefix_action(Some(need()?.trim()))
+                    .map_err(|e| format!("peer {spec:?}: {e}"))?;
+                action_given = Some(action);
+            }
             other => return Err(format!("peer {spec:?}: unknown option {other:?}")),
         }
     }
     p.asn = asn.ok_or_else(|| format!("peer {spec:?}: as=<ASN> is required"))?;
+    if let Some(action) = action_given {
+        let m = p
+            .policy
+            .max_prefix
+            .as_mut()
+            .ok_or_else(|| format!("peer {spec:?}: max-prefix-action needs max-prefix=<N>"))?;
+        m.action = action;
+    }
     Ok(p)
 }
 
@@ -172,10 +197,24 @@ mod tests {
             "10.0.0.1,as=0",
             "10.0.0.1,as=1,hold=x",
             "10.0.0.1,as=1,bogus",
+            "10.0.0.1,as=1,max-prefix=x",
+            "10.0.0.1,as=1,max-prefix-action=warn",
+            "10.0.0.1,as=1,max-prefix=5,max-prefix-action=block",
         ] {
             assert!(parse_peer(bad).is_err(), "{bad}");
         }
         assert_eq!(parse_asn("1.10").unwrap(), 65546);
+
+        let limited = parse_peer("10.0.0.1,as=1,next-hop-self,max-prefix=500").unwrap();
+        assert!(limited.next_hop_self);
+        let max = limited.policy.max_prefix.unwrap();
+        assert_eq!((max.limit, max.action), (500, MaxPrefixAction::TearDown));
+        // The action may come before or after the limit.
+        let warn = parse_peer("10.0.0.1,as=1,max-prefix-action=warn,max-prefix=5").unwrap();
+        assert_eq!(
+            warn.policy.max_prefix.unwrap().action,
+            MaxPrefixAction::Warn
+        );
     }
 
     #[test]

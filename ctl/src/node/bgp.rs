@@ -90,6 +90,7 @@ pub fn peers(state: &NodeState) -> Vec<PeerSettings> {
                 } else {
                     AfiSafi::IPV6_UNICAST
                 }),
+                ..PeerSettings::default()
             },
         );
     };

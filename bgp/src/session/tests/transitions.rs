@@ -401,3 +401,24 @@ fn repeated_errors_back_off_the_automatic_restart() {
     }
     assert!(waits.iter().all(|w| *w <= secs(120)));
 }
+
+#[test]
+fn a_tear_down_sends_its_notification_drops_the_routes_and_stays_down() {
+    let t0 = Instant::now();
+    let mut s = established(config(), peer_open(), t0);
+    let cease = Notification::new(6, 1, vec![0, 1, 1, 0, 0, 0, 100]);
+    let a = s.tear_down(cease.clone(), t0);
+    assert_eq!(notification(&a), Some(cease.clone()));
+    assert!(matches!(
+        a.as_slice(),
+        [Action::Send(_), Action::CloseConnection, Action::SessionDown(d)]
+            if d.reason == DownReason::NotificationSent(cease.clone()) && d.graceful.is_none()
+    ));
+    assert_eq!(s.state(), State::Idle);
+    assert!(!s.is_enabled());
+    assert_eq!(s.poll_timeout(), None, "it stays down until started again");
+
+    // Without a connection there is nothing to tear down.
+    let mut idle = Session::new(config());
+    assert!(idle.tear_down(cease, t0).is_empty());
+}
