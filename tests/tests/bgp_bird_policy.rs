@@ -238,3 +238,75 @@ fn a_peer_over_its_max_prefix_limit_is_torn_down_or_warned_about() -> Result<()>
         Ok(())
     })
 }
+
+#[test]
+fn new_rules_on_sighup_apply_without_a_reset_and_route_refresh_works_both_ways() -> Result<()> {
+    preflight()?;
+    Lab::builder("bgppolhup").hosts(2).run(|lab| {
+        let (h1, h2) = (lab.host(1), lab.host(2));
+        let (a1, a2) = (h1.ip.to_string(), h2.ip.to_string());
+        let bird = bird_announcing(
+            lab,
+            h1,
+            h2,
+            "route 10.65.2.0/24 blackhole; route 10.65.3.0/24 blackhole;",
+        )?;
+        let file = lab.dir().join("policy.toml");
+        let head = format!(
+            "asn = {OURS}\nrouter_id = \"{a1}\"\n[[announce]]\nprefix = \"10.65.1.0/24\"\n\
+             [[peer]]\naddress = \"{a2}\"\nasn = {THEIRS}\nhold = 9\n"
+        );
+        std::fs::write(&file, &head)?;
+        let ours = Ours::start(lab, h1, "ours", &["--config", &file.display().to_string()])?;
+        ours.wait_established(&a2)?;
+        bird.wait_established("ours")?;
+        wait_kernel(h1, "10.65.3.0/24", &[&a2])?;
+        wait_kernel(h2, "10.65.1.0/24", &[])?;
+        // Let a second pass of the clock show in BIRD's since column if the session were reset.
+        std::thread::sleep(Duration::from_millis(1100));
+        let since_ours = ours.peer(&a2)?["since"].clone();
+        let since_bird = bird.since("ours")?;
+
+        // BIRD asks us to re-send (`reload in`): our route comes again.
+        let before = bird.import_updates("ours")?;
+        bird.birdc("reload in ours")?;
+        wait_until(ROUTE, "our routes re-sent to BIRD", || {
+            Ok(bird.import_updates("ours")? > before)
+        })?;
+
+        // New rules in the file: an import rule refuses 10.65.3.0/24 (we ask BIRD to re-send, so it
+        // applies to what BIRD sent before) and an export rule tags our route.
+        std::fs::write(
+            &file,
+            format!(
+                "{head}[[peer.import]]\nprefixes = [\"10.65.3.0/24\"]\naction = \"reject\"\n\
+                 [[peer.export]]\nadd_communities = [\"65001:5\"]\n"
+            ),
+        )?;
+        rustix::process::kill_process(
+            rustix::process::Pid::from_raw(ours.daemon.pid() as i32).expect("a pid"),
+            rustix::process::Signal::HUP,
+        )?;
+        wait_no_kernel(h1, "10.65.3.0/24")?;
+        wait_until(ROUTE, "our route tagged at BIRD", || {
+            Ok(bird
+                .route_all("10.65.1.0/24")?
+                .contains("BGP.community: (65001,5)"))
+        })?;
+        ensure!(
+            our_route(&ours, "10.65.2.0/24")?.is_some()
+                && our_route(&ours, "10.65.3.0/24")?.is_none(),
+            "only 10.65.3.0/24 is refused"
+        );
+        let peer = ours.peer(&a2)?;
+        ensure!(
+            peer["state"] == "Established" && peer["since"] == since_ours,
+            "our session was not reset: {peer} vs {since_ours}"
+        );
+        ensure!(
+            bird.since("ours")? == since_bird,
+            "BIRD's session was not reset"
+        );
+        Ok(())
+    })
+}

@@ -28,19 +28,6 @@ fn preflight() -> Result<()> {
 const OURS: u32 = 65001;
 const THEIRS: u32 = 65002;
 
-/// BIRD's "since" column of protocol `proto`.
-fn bird_since(bird: &Bird, proto: &str) -> Result<String> {
-    let out = bird.birdc(&format!("show protocols {proto}"))?;
-    let line = out
-        .lines()
-        .find(|l| l.starts_with(proto))
-        .with_context(|| format!("no {proto} in {out}"))?;
-    line.split_whitespace()
-        .nth(4)
-        .map(String::from)
-        .with_context(|| format!("no since in {line:?}"))
-}
-
 #[test]
 fn sighup_adds_a_peer_and_a_route_without_resetting_the_existing_session() -> Result<()> {
     preflight()?;
@@ -75,7 +62,7 @@ fn sighup_adds_a_peer_and_a_route_without_resetting_the_existing_session() -> Re
         // Let a second pass of the clock show in BIRD's since column if the session were reset.
         std::thread::sleep(Duration::from_millis(1100));
         let since_ours = ours.peer(&a2)?["since"].clone();
-        let since_bird = bird_since(&birds[0], "ours")?;
+        let since_bird = birds[0].since("ours")?;
 
         // The file gains a peer and a route; SIGHUP applies them.
         std::fs::write(
@@ -99,7 +86,7 @@ fn sighup_adds_a_peer_and_a_route_without_resetting_the_existing_session() -> Re
         let peer2 = ours.peer(&a2)?;
         ensure!(peer2["state"] == "Established", "{peer2}");
         ensure!(peer2["since"] == since_ours, "{peer2} vs {since_ours}");
-        ensure!(bird_since(&birds[0], "ours")? == since_bird);
+        ensure!(birds[0].since("ours")? == since_bird);
 
         // A bad file changes nothing: the daemon keeps running with both sessions.
         std::fs::write(&file, "asn = \"not an AS\"\n")?;
@@ -114,7 +101,7 @@ fn sighup_adds_a_peer_and_a_route_without_resetting_the_existing_session() -> Re
                 .is_some_and(|a| a.len() == 2 && a.iter().all(|p| p["state"] == "Established")),
             "{st}"
         );
-        ensure!(bird_since(&birds[0], "ours")? == since_bird);
+        ensure!(birds[0].since("ours")? == since_bird);
         Ok(())
     })
 }

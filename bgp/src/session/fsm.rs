@@ -269,18 +269,26 @@ impl Session {
         out
     }
 
-    /// Ask the peer to re-send a family (RFC 2918); nothing is sent when the peer does not support it.
-    pub fn request_route_refresh(
+    /// Sends a ROUTE-REFRESH of a family: `Normal` asks the peer to re-send it (RFC 2918), `Begin` and
+    /// `End` bracket our own re-sending (RFC 7313 §4). Nothing is sent when the peer does not support that
+    /// kind or the family was not negotiated.
+    pub fn send_route_refresh(
         &mut self,
         afi_safi: AfiSafi,
+        subtype: RefreshSubtype,
     ) -> Result<Vec<Action>, NotEstablished> {
         let n = self.established()?;
-        if !n.route_refresh || !n.families.contains(&afi_safi) {
+        let supported = match subtype {
+            RefreshSubtype::Normal => n.route_refresh,
+            RefreshSubtype::Begin | RefreshSubtype::End => n.enhanced_route_refresh,
+            RefreshSubtype::Unknown(_) => false,
+        };
+        if !supported || !n.families.contains(&afi_safi) {
             return Ok(Vec::new());
         }
         Ok(vec![Action::Send(Message::RouteRefresh(RouteRefresh {
             afi_safi,
-            subtype: RefreshSubtype::Normal,
+            subtype,
         }))])
     }
 

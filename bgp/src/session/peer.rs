@@ -243,13 +243,13 @@ impl Peer {
         out
     }
 
-    /// Ask the peer to re-send a family on the Established session (RFC 2918; nothing when it does not
-    /// support route refresh).
-    pub fn request_route_refresh(
+    /// Send a ROUTE-REFRESH on the Established session ([`Session::send_route_refresh`]).
+    pub fn send_route_refresh(
         &mut self,
         afi_safi: crate::wire::AfiSafi,
+        subtype: crate::wire::RefreshSubtype,
     ) -> Result<Vec<PeerAction>, NotEstablished> {
-        let actions = self.main.request_route_refresh(afi_safi)?;
+        let actions = self.main.send_route_refresh(afi_safi, subtype)?;
         Ok(tag(self.main_conn.map(|c| c.0), actions))
     }
 

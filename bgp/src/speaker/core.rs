@@ -24,7 +24,7 @@ use crate::rib::{Rib, RibConfig};
 use crate::session::{ConnId, Peer, SessionConfig};
 use crate::wire::{
     AfiSafi, GracefulRestart, GracefulRestartFamily, LargeCommunity, NextHop, PathAttributes,
-    Prefix,
+    Prefix, RefreshSubtype,
 };
 
 /// What the core's queue carries.
@@ -473,6 +473,21 @@ impl Core {
                 return Err(Error::Invalid(format!("peer {} listed twice", p.address)));
             }
         }
+        // A change of policy alone is applied to the running session; any other change restarts it.
+        let soft: Vec<PeerSettings> = self
+            .peers
+            .iter()
+            .filter_map(|(a, e)| {
+                let new = want.get(a)?;
+                (new != &e.settings
+                    && policy_only(&e.settings, new)
+                    && e.peer.state() == crate::session::State::Established)
+                    .then(|| new.clone())
+            })
+            .collect();
+        for s in soft {
+            self.change_policy(s, now);
+        }
         let gone: Vec<IpAddr> = self
             .peers
             .iter()
@@ -490,6 +505,40 @@ impl Core {
         self.peers_set = true;
         self.check_startup();
         Ok(())
+    }
+
+    /// Applies new policy settings to an Established session without resetting it: export changes go
+    /// out at once; for new import rules (or limit) the peer is asked to re-send its routes (RFC 2918),
+    /// so they apply to all of them. A peer that cannot re-send keeps its old settings here, and its
+    /// session restarts with the new ones.
+    fn change_policy(&mut self, s: PeerSettings, now: Instant) {
+        let addr = s.address;
+        let Some(e) = self.peers.get(&addr) else {
+            return;
+        };
+        let Some(n) = e.peer.session().negotiated() else {
+            return;
+        };
+        let import_changed = e.settings.policy.import != s.policy.import
+            || e.settings.policy.max_prefix != s.policy.max_prefix;
+        if import_changed && !n.route_refresh {
+            tracing::info!(peer = %addr, "new import policy; the peer cannot re-send its routes: restarting the session");
+            return;
+        }
+        let families = n.families.clone();
+        let local = self.local_address(addr);
+        tracing::info!(peer = %addr, import_changed, "new policy applied without a reset");
+        if let Ok(ch) = self.rib.reconfigure_peer(s.rib_config(local)) {
+            self.dispatch(ch, now);
+        }
+        if let Some(e) = self.peers.get_mut(&addr) {
+            e.settings = s;
+        }
+        if import_changed {
+            for f in families.into_iter().filter(|f| FAMILIES.contains(f)) {
+                self.send_refresh(addr, f, RefreshSubtype::Normal, now);
+            }
+        }
     }
 
     fn session_config(&self, s: &PeerSettings) -> SessionConfig {
@@ -713,4 +762,15 @@ fn validate_peer(p: &PeerSettings) -> Result<(), Error> {
         return bad("the local address is of another family".into());
     }
     Ok(())
+}
+
+/// Whether `new` differs from `old` only in what [`Core::change_policy`] applies to a running session.
+fn policy_only(old: &PeerSettings, new: &PeerSettings) -> bool {
+    let base = |s: &PeerSettings| PeerSettings {
+        policy: crate::rib::Policy::default(),
+        next_hop_self: false,
+        description: String::new(),
+        ..s.clone()
+    };
+    base(old) == base(new)
 }

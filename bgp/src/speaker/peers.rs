@@ -16,7 +16,17 @@ use bytes::BytesMut;
 use super::core::{Core, FAMILIES};
 use crate::rib::{Changes, MaxPrefixAction, PeerSession, RibEvent};
 use crate::session::{Action, DownReason, Negotiated, PeerAction, SessionDown};
-use crate::wire::{code, encode_message, AfiSafi, Codec, Message, Notification, Update};
+use crate::wire::{
+    code, encode_message, AfiSafi, Codec, Message, Notification, RefreshSubtype, Update,
+};
+
+/// An IPv4-mapped IPv6 address (a dual-stack socket's view of an IPv4 peer) as IPv4.
+fn unmapped(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    }
+}
 
 /// The wire bytes of `msg`, as several messages when an UPDATE is too long for one
 /// ([`Update::into_fitting`]).
@@ -146,12 +156,22 @@ impl Core {
                 self.check_startup();
             }
             Action::RouteRefreshRequested { afi_safi } => {
+                // During the initial export everything is being sent anyway, and its own End-of-RIB
+                // comes when it is complete. Otherwise the re-send goes between Begin- and
+                // End-of-Route-Refresh with a peer that does enhanced route refresh (RFC 7313 §4), and
+                // is followed by End-of-RIB with one that does not.
+                let exporting = self.rib.exporting(addr);
+                let enhanced = !exporting && self.enhanced_refresh(addr);
+                if enhanced {
+                    self.send_refresh(addr, afi_safi, RefreshSubtype::Begin, now);
+                }
                 if let Ok(ch) = self.rib.route_refresh(addr, afi_safi) {
                     self.dispatch(ch, now);
-                    // During the initial export, its own End-of-RIB comes when it is complete.
-                    if !self.rib.exporting(addr) {
-                        self.send_update(addr, Update::end_of_rib(afi_safi), now);
-                    }
+                }
+                if enhanced {
+                    self.send_refresh(addr, afi_safi, RefreshSubtype::End, now);
+                } else if !exporting {
+                    self.send_update(addr, Update::end_of_rib(afi_safi), now);
                 }
             }
             Action::RouteRefreshMarker { afi_safi, begin } => {
@@ -160,6 +180,37 @@ impl Core {
                 }
             }
         }
+    }
+
+    /// Whether the session with `addr` does enhanced route refresh (RFC 7313).
+    fn enhanced_refresh(&self, addr: IpAddr) -> bool {
+        self.peers
+            .get(&addr)
+            .and_then(|e| e.peer.session().negotiated())
+            .is_some_and(|n| n.enhanced_route_refresh)
+    }
+
+    /// Sends a ROUTE-REFRESH of `subtype` to `addr` (a request, or a marker around our re-send).
+    pub(super) fn send_refresh(
+        &mut self,
+        addr: IpAddr,
+        afi_safi: AfiSafi,
+        subtype: RefreshSubtype,
+        now: Instant,
+    ) {
+        let Some(e) = self.peers.get_mut(&addr) else {
+            return;
+        };
+        if let Ok(actions) = e.peer.send_route_refresh(afi_safi, subtype) {
+            self.apply(addr, actions, now);
+        }
+    }
+
+    /// Our address on the main connection to `addr` (an IPv4-mapped one as IPv4), if connected.
+    pub(super) fn local_address(&self, addr: IpAddr) -> Option<IpAddr> {
+        let e = self.peers.get(&addr)?;
+        let (conn, _) = e.peer.connection()?;
+        Some(unmapped(e.conns.get(&conn)?.local.ip()))
     }
 
     fn count_update_in(&mut self, addr: IpAddr) {
@@ -183,13 +234,7 @@ impl Core {
             .filter(|f| FAMILIES.contains(f))
             .collect();
         e.eor.clear();
-        let local = local.map(|ip| match ip {
-            std::net::IpAddr::V6(v6) => v6
-                .to_ipv4_mapped()
-                .map(IpAddr::V4)
-                .unwrap_or(IpAddr::V6(v6)),
-            v4 => v4,
-        });
+        let local = local.map(unmapped);
         if let Ok(ch) = self.rib.reconfigure_peer(e.settings.rib_config(local)) {
             self.dispatch(ch, now);
         }

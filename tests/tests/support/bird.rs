@@ -158,6 +158,28 @@ impl Bird {
         )
     }
 
+    /// The "since" column of protocol `proto` (it changes when the session is reset).
+    pub fn since(&self, proto: &str) -> Result<String> {
+        let out = self.birdc(&format!("show protocols {proto}"))?;
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(proto))
+            .with_context(|| format!("no {proto} in {out}"))?;
+        line.split_whitespace()
+            .nth(4)
+            .map(String::from)
+            .with_context(|| format!("no since in {line:?}"))
+    }
+
+    /// The UPDATEs' routes protocol `proto` has received ("Import updates", first column).
+    pub fn import_updates(&self, proto: &str) -> Result<u64> {
+        let out = self.birdc(&format!("show protocols all {proto}"))?;
+        out.lines()
+            .find_map(|l| l.trim().strip_prefix("Import updates:"))
+            .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+            .with_context(|| format!("no import updates in {out}"))
+    }
+
     /// `show route all <prefix>`.
     pub fn route_all(&self, prefix: &str) -> Result<String> {
         self.birdc(&format!("show route all {prefix}"))

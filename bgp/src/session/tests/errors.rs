@@ -313,9 +313,22 @@ fn route_refresh_requests_and_markers() {
     assert_eq!(s.state(), State::Established);
     // Our own request.
     let a = s
-        .request_route_refresh(AfiSafi::IPV4_UNICAST)
+        .send_route_refresh(AfiSafi::IPV4_UNICAST, RefreshSubtype::Normal)
         .expect("established");
     assert_eq!(sent(&a), vec![wire_msg_rr()]);
+    // Our markers around a re-send (the peer does enhanced route refresh).
+    for subtype in [RefreshSubtype::Begin, RefreshSubtype::End] {
+        let a = s
+            .send_route_refresh(AfiSafi::IPV4_UNICAST, subtype)
+            .expect("established");
+        assert_eq!(
+            sent(&a),
+            vec![Message::RouteRefresh(RouteRefresh {
+                afi_safi: AfiSafi::IPV4_UNICAST,
+                subtype
+            })]
+        );
+    }
 
     // A peer that did not advertise route refresh: its requests are ignored, ours not sent.
     let plain = Open::new(65002, 90, Ipv4Addr::new(10, 0, 0, 2), vec![]);
@@ -324,7 +337,16 @@ fn route_refresh_requests_and_markers() {
         s.handle(rr(AfiSafi::IPV4_UNICAST, RefreshSubtype::Normal), t0),
         vec![]
     );
-    assert_eq!(s.request_route_refresh(AfiSafi::IPV4_UNICAST), Ok(vec![]));
+    for subtype in [
+        RefreshSubtype::Normal,
+        RefreshSubtype::Begin,
+        RefreshSubtype::End,
+    ] {
+        assert_eq!(
+            s.send_route_refresh(AfiSafi::IPV4_UNICAST, subtype),
+            Ok(vec![])
+        );
+    }
 }
 
 fn wire_msg_rr() -> Message {
