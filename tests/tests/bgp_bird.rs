@@ -1,7 +1,7 @@
 //! Interop with BIRD 2: our `calico-bgp` daemon and BIRD peer in lab hosts, and routes must reach both
 //! kernels: eBGP over IPv4 and IPv6 (MP-BGP), iBGP, 4-byte AS numbers, withdrawals, ECMP from two BIRD
 //! peers, route reflection between two BIRD clients, communities and large communities both ways, MD5,
-//! and the hold timer. Graceful restart has its own file (bgp_bird_gr.rs).
+//! GTSM, and the hold timer. Graceful restart has its own file (bgp_bird_gr.rs).
 //!
 //! Needs root, `bird`/`birdc` (Debian's bird2) and the release `calico-bgp` binary beside the tests
 //! (`cargo build --release -p calico-bgp`, or CALICO_BGP_BIN).
@@ -473,6 +473,53 @@ fn md5_right_password_establishes_and_wrong_one_does_not() -> Result<()> {
         birds[0].wait_established("ours")?;
         wait_kernel(h1, "10.65.2.0/24", &[&format!("via {a2}")])?;
         // The wrong key never gets a session (the kernels drop the unsigned/mis-signed segments).
+        std::thread::sleep(Duration::from_secs(6));
+        let peer = ours.peer(&a3)?;
+        ensure!(peer["state"] != "Established", "{peer}");
+        ensure!(!birds[1].established("ours")?);
+        ensure!(kernel_route(h1, "10.65.3.0/24")?.is_empty());
+        Ok(())
+    })
+}
+
+#[test]
+fn gtsm_with_a_gtsm_peer_establishes_and_a_peer_sending_a_low_ttl_does_not() -> Result<()> {
+    preflight()?;
+    Lab::builder("bgpbirdttl").hosts(3).run(|lab| {
+        let (h1, h2, h3) = (lab.host(1), lab.host(2), lab.host(3));
+        let a1 = h1.ip.to_string();
+        // h2 does GTSM (sends with TTL 255, wants 255); h3 does not (sends with TTL 64).
+        let mut birds = Vec::new();
+        for (h, extra) in [(h2, "ttl security on;"), (h3, "")] {
+            let a = h.ip.to_string();
+            let conf = format!(
+                "{}protocol static s4 {{ ipv4; route 10.65.{}.0/24 blackhole; }}\n{}",
+                bird_head(&a),
+                &h.name[1..],
+                bird_bgp("ours", &a, THEIRS, &a1, OURS, &v4_channel(""), extra)
+            );
+            birds.push(Bird::start(lab, h, &format!("bird-{}", h.name), &conf)?);
+        }
+        let (a2, a3) = (h2.ip.to_string(), h3.ip.to_string());
+        let ours = Ours::start(
+            lab,
+            h1,
+            "ours",
+            &[
+                "--asn",
+                "65001",
+                "--router-id",
+                &a1,
+                "--peer",
+                &format!("{a2},as=65002,hold=9,ttl-security"),
+                "--peer",
+                &format!("{a3},as=65002,hold=9,ttl-security"),
+            ],
+        )?;
+        ours.wait_established(&a2)?;
+        birds[0].wait_established("ours")?;
+        wait_kernel(h1, "10.65.2.0/24", &[&format!("via {a2}")])?;
+        // h3's packets arrive with TTL 64, below 255: dropped by our kernel, no session either way.
         std::thread::sleep(Duration::from_secs(6));
         let peer = ours.peer(&a3)?;
         ensure!(peer["state"] != "Established", "{peer}");

@@ -11,7 +11,7 @@
 //! The file has the flags' settings with underscores (`asn`, `router_id`, `cluster_id`, `listen`, `fib`, `fib_table`,
 //! `fib_protocol`, `fib_scan`, `ecmp`, `graceful_restart`, `control`, `metrics`), `[[peer]]` tables (`address`,
 //! `asn`, `passive`, `password`, `rr_client`, `hold`, `keepalive`, `multihop`, `gr`, `local`,
-//! `description`, `next_hop_self`, `max_prefix`, `max_prefix_action`; times in seconds; and per peer
+//! `description`, `next_hop_self`, `ttl_security`, `max_prefix`, `max_prefix_action`; times in seconds; and per peer
 //! `[[peer.import]]` / `[[peer.export]]` rules, see [`RuleEntry`]) and `[[announce]]` tables (`prefix`, `next_hop`, `communities`,
 //! `large_communities`). Flags win over the file; a `--peer` (or `--announce`) replaces the file's
 //! peer with the same address (route with the same prefix) and adds the others.
@@ -73,6 +73,9 @@ pub struct PeerEntry {
     /// Our own address as the next hop of the routes sent to it.
     #[serde(default)]
     pub next_hop_self: bool,
+    /// GTSM (RFC 5082): TTL 255 both ways, checked on arrival.
+    #[serde(default)]
+    pub ttl_security: bool,
     /// The most routes accepted from it; see `max_prefix_action`.
     pub max_prefix: Option<usize>,
     /// `"teardown"` (the default: Cease / Maximum Number of Prefixes Reached, then a restart after a
@@ -284,6 +287,7 @@ impl PeerEntry {
             family: None,
             next_hop_self: self.next_hop_self,
             policy: self.policy().map_err(what)?,
+            ttl_security: self.ttl_security,
         })
     }
 

@@ -32,6 +32,30 @@ const READ_BUFFER: usize = 16 * 1024;
 /// Reads of one connection queued for the core at most.
 const READS_QUEUED: usize = 4;
 
+/// The TTL of GTSM packets (RFC 5082), and of everything our listeners send (their SYN-ACKs must reach a
+/// GTSM peer that dialled us; an accepted connection keeps it).
+const GTSM_TTL: u8 = 255;
+
+/// Sets the TTL (IPv6: unicast hop limit) of what `socket` sends.
+fn set_ttl(socket: &impl std::os::fd::AsFd, v6: bool, ttl: u8) -> std::io::Result<()> {
+    if v6 {
+        rustix::net::sockopt::set_ipv6_unicast_hops(socket, Some(ttl))?;
+    } else {
+        rustix::net::sockopt::set_ip_ttl(socket, u32::from(ttl))?;
+    }
+    Ok(())
+}
+
+/// Applies GTSM (when `peer` asks for it) to a connection accepted from it: packets below its minimum
+/// TTL are dropped from now on (the handshake already passed: the listener is shared by all peers).
+pub(super) fn accepted_gtsm(stream: &TcpStream, peer: &PeerSettings) -> std::io::Result<()> {
+    let Some(min) = peer.min_ttl() else {
+        return Ok(());
+    };
+    let v6 = stream.local_addr()?.is_ipv6() && peer.address.is_ipv6();
+    sys::set_min_ttl(stream, v6, min)
+}
+
 /// A listening socket.
 pub(super) fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
     let err = |source| Error::Listen { addr, source };
@@ -45,6 +69,7 @@ pub(super) fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
         // Let an IPv4 listener on the same port coexist.
         rustix::net::sockopt::set_ipv6_v6only(&socket, true).map_err(|e| err(e.into()))?;
     }
+    set_ttl(&socket, addr.is_ipv6(), GTSM_TTL).map_err(err)?;
     socket.bind(addr).map_err(err)?;
     socket.listen(128).map_err(err)
 }
@@ -141,12 +166,12 @@ async fn dial(s: &PeerSettings) -> std::io::Result<TcpStream> {
     if let Some(key) = &s.password {
         sys::set_tcp_md5sig(&socket, s.address, key.as_bytes())?;
     }
-    if let Some(ttl) = s.multihop {
-        if s.address.is_ipv4() {
-            rustix::net::sockopt::set_ip_ttl(&socket, u32::from(ttl))?;
-        } else {
-            rustix::net::sockopt::set_ipv6_unicast_hops(&socket, Some(ttl))?;
-        }
+    let v6 = s.address.is_ipv6();
+    if let Some(min) = s.min_ttl() {
+        set_ttl(&socket, v6, GTSM_TTL)?;
+        sys::set_min_ttl(&socket, v6, min)?;
+    } else if let Some(ttl) = s.multihop {
+        set_ttl(&socket, v6, ttl)?;
     }
     if let Some(local) = s.local_address {
         socket.bind(SocketAddr::new(local, 0))?;

@@ -362,19 +362,17 @@ impl Core {
     }
 
     fn accepted(&mut self, stream: TcpStream, remote: SocketAddr, now: Instant) {
-        let ip = match remote.ip() {
-            IpAddr::V6(v6) => v6
-                .to_ipv4_mapped()
-                .map(IpAddr::V4)
-                .unwrap_or(IpAddr::V6(v6)),
-            v4 => v4,
-        };
+        let ip = super::peers::unmapped(remote.ip());
         let conn = self.next_conn;
         let Some(e) = self.peers.get_mut(&ip) else {
             tracing::info!(%remote, "refused a connection from an unconfigured address");
             return;
         };
         self.next_conn += 1;
+        if let Err(err) = conn::accepted_gtsm(&stream, &e.settings) {
+            tracing::warn!(%remote, error = %err, "cannot set GTSM on an accepted connection: refused");
+            return;
+        }
         match conn::attach(conn, ip, stream, self.tx.clone()) {
             Ok(h) => {
                 e.conns.insert(conn, h);

@@ -145,9 +145,20 @@ pub struct PeerSettings {
     pub next_hop_self: bool,
     /// Import and export rules, and the max-prefix limit (none: accept everything, no limit).
     pub policy: crate::rib::Policy,
+    /// GTSM (RFC 5082): our packets go with TTL 255 and the peer's must arrive with at least 255 minus
+    /// the hops between us (`multihop`, default 1) plus one, so a forger further away cannot reach the
+    /// session.
+    pub ttl_security: bool,
 }
 
 impl PeerSettings {
+    /// The lowest TTL its packets may arrive with under GTSM (`None`: no check).
+    pub(crate) fn min_ttl(&self) -> Option<u8> {
+        let hops = u16::from(self.multihop.unwrap_or(1).max(1));
+        self.ttl_security
+            .then(|| u8::try_from(256 - hops).unwrap_or(u8::MAX))
+    }
+
     /// The RIB's configuration of this peer, with `local` our address on its session (if up).
     pub(crate) fn rib_config(&self, local: Option<IpAddr>) -> crate::rib::PeerConfig {
         let mut pc = crate::rib::PeerConfig::new(self.address, self.asn, self.address)
@@ -182,6 +193,7 @@ impl Default for PeerSettings {
             family: None,
             next_hop_self: false,
             policy: crate::rib::Policy::default(),
+            ttl_security: false,
         }
     }
 }

@@ -21,7 +21,7 @@ use crate::wire::{
 };
 
 /// An IPv4-mapped IPv6 address (a dual-stack socket's view of an IPv4 peer) as IPv4.
-fn unmapped(ip: IpAddr) -> IpAddr {
+pub(super) fn unmapped(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
         v4 => v4,

@@ -1,7 +1,7 @@
 //! The daemon's compact command-line specs for peers and announced routes. Pure.
 //!
 //! Role: parse `--peer <IP>,as=<ASN>[,passive][,password=<S>][,rr-client][,hold=<S>][,multihop=<N>]
-//! [,gr=<S>][,local=<IP>][,description=<TEXT>][,next-hop-self][,max-prefix=<N>]
+//! [,gr=<S>][,local=<IP>][,description=<TEXT>][,next-hop-self][,ttl-security][,max-prefix=<N>]
 //! [,max-prefix-action=teardown|warn]` into [`PeerSettings`] and
 //! `--announce <CIDR>[,next-hop=<IP>][,community=<A:B>]…[,large-community=<A:B:C>]…` into a
 //! [`LocalRoute`] with its large communities.
@@ -59,6 +59,7 @@ pub fn parse_peer(spec: &str) -> Result<PeerSettings, String> {
             }
             "description" => p.description = need()?.to_string(),
             "next-hop-self" => p.next_hop_self = true,
+            "ttl-security" => p.ttl_security = true,
             "max-prefix" => {
                 let limit = usize::try_from(num(need()?)?).unwrap_or(usize::MAX);
                 p.policy.max_prefix = Some(MaxPrefix {
@@ -206,7 +207,20 @@ mod tests {
         assert_eq!(parse_asn("1.10").unwrap(), 65546);
 
         let limited = parse_peer("10.0.0.1,as=1,next-hop-self,max-prefix=500").unwrap();
-        assert!(limited.next_hop_self);
+        assert!(limited.next_hop_self && !limited.ttl_security);
+        assert_eq!(limited.min_ttl(), None);
+        let gtsm = parse_peer("10.0.0.1,as=1,ttl-security").unwrap();
+        assert_eq!(
+            gtsm.min_ttl(),
+            Some(255),
+            "a direct neighbour: not one hop lost"
+        );
+        let far = parse_peer("10.0.0.1,as=1,ttl-security,multihop=3").unwrap();
+        assert_eq!(
+            far.min_ttl(),
+            Some(253),
+            "three hops away: two routers may lower it"
+        );
         let max = limited.policy.max_prefix.unwrap();
         assert_eq!((max.limit, max.action), (500, MaxPrefixAction::TearDown));
         // The action may come before or after the limit.

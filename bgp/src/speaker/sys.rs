@@ -1,4 +1,5 @@
-//! The libc calls the speaker needs that no safe wrapper offers: `setsockopt(TCP_MD5SIG)` (RFC 2385)
+//! The libc calls the speaker needs that no safe wrapper offers: `setsockopt(TCP_MD5SIG)` (RFC 2385),
+//! `setsockopt(IP_MINTTL / IPV6_MINHOPCOUNT)` (GTSM, RFC 5082)
 //! and, for the process that runs it, `mallopt(M_MMAP_THRESHOLD)`, `mallopt(M_ARENA_MAX)` and
 //! `malloc_trim`.
 //!
@@ -65,6 +66,35 @@ pub fn set_tcp_md5sig(socket: &impl AsFd, peer: IpAddr, key: &[u8]) -> io::Resul
             libc::TCP_MD5SIG,
             value.as_ptr().cast::<libc::c_void>(),
             VALUE_LEN as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Drops packets of connections on `socket` that arrive with a TTL (IPv6: hop limit) below `min`: the
+/// receiving half of GTSM (RFC 5082). `v6` names the socket's family.
+pub fn set_min_ttl(socket: &impl AsFd, v6: bool, min: u8) -> io::Result<()> {
+    let (level, name) = if v6 {
+        (libc::IPPROTO_IPV6, libc::IPV6_MINHOPCOUNT)
+    } else {
+        (libc::IPPROTO_IP, libc::IP_MINTTL)
+    };
+    let value = libc::c_int::from(min);
+    let fd = socket.as_fd().as_raw_fd();
+    // SAFETY: `fd` is a valid open socket borrowed for the duration of the call; `value` is a live int
+    // of the length passed, which the kernel only reads.
+    #[allow(unsafe_code)]
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (&raw const value).cast::<libc::c_void>(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
     };
     if rc == 0 {
