@@ -1,6 +1,7 @@
-//! Graceful restart (RFC 4724) with BIRD 2, both ways: our daemon is killed with SIGKILL; BIRD keeps our
+//! Graceful restart (RFC 4724) with BIRD 2, both ways. Ours restarting: our daemon is killed with SIGKILL; BIRD keeps our
 //! routes in its kernel meanwhile; the restarted daemon keeps BIRD's routes in our kernel until BIRD has
-//! re-sent its table (End-of-RIB), then removes only those BIRD no longer announces.
+//! re-sent its table (End-of-RIB), then removes only those BIRD no longer announces. BIRD restarting:
+//! we keep its routes (stale) while it is down and keep only what it re-sends.
 //!
 //! Needs root, `bird`/`birdc` (Debian's bird2) and the release `calico-bgp` binary beside the tests.
 
@@ -138,6 +139,101 @@ fn graceful_restart_keeps_forwarding_on_both_sides() -> Result<()> {
             Ok(shown.contains("10.65.1.0/24") && !shown.contains("stale"))
         })?;
         ensure!(!kernel_route(h2, "10.65.1.0/24")?.is_empty());
+        Ok(())
+    })
+}
+
+/// The other way: BIRD crashes and comes back. We are the helper (RFC 4724 §4.2): its routes stay in
+/// our kernel, marked stale, while it is down; when it is back, what it re-sends stays and what it no
+/// longer announces goes.
+#[test]
+fn we_keep_birds_routes_through_its_restart() -> Result<()> {
+    ensure!(
+        rustix::process::geteuid().is_root(),
+        "needs root: run the README's test command"
+    );
+    need_bird()?;
+    Lab::builder("bgpbirdgrh").hosts(2).run(|lab| {
+        let (h1, h2) = (lab.host(1), lab.host(2));
+        let (a1, a2) = (h1.ip.to_string(), h2.ip.to_string());
+        let conf = |routes: &str| {
+            format!(
+                "{}protocol static s4 {{ ipv4; {routes} }}\n{}",
+                bird_head(&a2),
+                bird_bgp(
+                    "ours",
+                    &a2,
+                    65002,
+                    &a1,
+                    65001,
+                    &v4_channel(""),
+                    "graceful restart on; graceful restart time 60;"
+                )
+            )
+        };
+        let mut bird = Bird::start(
+            lab,
+            h2,
+            "bird",
+            &conf("route 10.65.2.0/24 blackhole; route 10.65.3.0/24 blackhole;"),
+        )?;
+        let ours = Ours::start(
+            lab,
+            h1,
+            "ours",
+            &[
+                "--asn",
+                "65001",
+                "--router-id",
+                &a1,
+                "--peer",
+                &format!("{a2},as=65002,hold=9,gr=60"),
+            ],
+        )?;
+        ours.wait_established(&a2)?;
+        bird.wait_established("ours")?;
+        wait_kernel(h1, "10.65.2.0/24", &[&format!("via {a2}")])?;
+        wait_kernel(h1, "10.65.3.0/24", &[&format!("via {a2}")])?;
+
+        // BIRD dies: the connection goes, the routes stay (stale) in our RIB and kernel.
+        bird.daemon.kill();
+        wait_until(SESSION_UP, "our side to notice", || {
+            Ok(ours.peer(&a2)?["state"] != "Established")
+        })?;
+        let stale = |prefix: &str| -> Result<bool> {
+            let routes = ours.routes()?;
+            Ok(routes.as_array().is_some_and(|a| {
+                a.iter()
+                    .any(|r| r["prefix"] == prefix && r["paths"][0]["stale"] == true)
+            }))
+        };
+        for p in ["10.65.2.0/24", "10.65.3.0/24"] {
+            ensure!(stale(p)?, "{p} kept as stale: {}", ours.routes()?);
+        }
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(3) {
+            for p in ["10.65.2.0/24", "10.65.3.0/24"] {
+                ensure!(
+                    !kernel_route(h1, p)?.is_empty(),
+                    "{p} left our kernel while BIRD was down"
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+
+        // BIRD is back announcing one of the two: that one stays (fresh), the other goes.
+        bird = Bird::start(
+            lab,
+            h2,
+            "bird-again",
+            &conf("route 10.65.2.0/24 blackhole;"),
+        )?;
+        bird.wait_established("ours")?;
+        ours.wait_established(&a2)?;
+        wait_no_kernel(h1, "10.65.3.0/24")?;
+        wait_until(ROUTE, "10.65.2.0/24 fresh again", || {
+            Ok(!stale("10.65.2.0/24")? && !kernel_route(h1, "10.65.2.0/24")?.is_empty())
+        })?;
         Ok(())
     })
 }
