@@ -11,7 +11,7 @@
 //! The file has the flags' settings with underscores (`asn`, `router_id`, `cluster_id`, `listen`, `fib`, `fib_table`,
 //! `fib_protocol`, `fib_scan`, `ecmp`, `graceful_restart`, `control`, `metrics`), `[[peer]]` tables (`address`,
 //! `asn`, `passive`, `password`, `rr_client`, `hold`, `keepalive`, `multihop`, `gr`, `local`,
-//! `description`, `next_hop_self`, `ttl_security`, `max_prefix`, `max_prefix_action`; times in seconds; and per peer
+//! `description`, `next_hop_self`, `ttl_security`, `add_path`, `max_prefix`, `max_prefix_action`; times in seconds; and per peer
 //! `[[peer.import]]` / `[[peer.export]]` rules, see [`RuleEntry`]) and `[[announce]]` tables (`prefix`, `next_hop`, `communities`,
 //! `large_communities`). Flags win over the file; a `--peer` (or `--announce`) replaces the file's
 //! peer with the same address (route with the same prefix) and adds the others.
@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::spec::{parse_asn, parse_community, parse_large};
+use super::spec::{add_path_mode, parse_asn, parse_community, parse_large};
 use super::{FibSettings, LargeCommunity, LocalRoute, PeerSettings, SpeakerConfig, BGP_PORT};
 use crate::rib::{Match, MaxPrefix, MaxPrefixAction, Modify, Policy, PrefixRange, Rule};
 
@@ -76,6 +76,8 @@ pub struct PeerEntry {
     /// GTSM (RFC 5082): TTL 255 both ways, checked on arrival.
     #[serde(default)]
     pub ttl_security: bool,
+    /// ADD-PATH (RFC 7911): `"receive"`, `"send"` or `"both"`.
+    pub add_path: Option<String>,
     /// The most routes accepted from it; see `max_prefix_action`.
     pub max_prefix: Option<usize>,
     /// `"teardown"` (the default: Cease / Maximum Number of Prefixes Reached, then a restart after a
@@ -272,6 +274,10 @@ impl PeerEntry {
     /// The speaker's settings for this peer.
     pub fn settings(&self) -> Result<PeerSettings, String> {
         let what = |e: String| format!("peer {}: {e}", self.address);
+        let (add_path_receive, add_path_send) = match &self.add_path {
+            Some(mode) => add_path_mode(mode).map_err(what)?,
+            None => (false, false),
+        };
         Ok(PeerSettings {
             address: self.address,
             asn: self.asn.value().map_err(what)?,
@@ -288,6 +294,8 @@ impl PeerEntry {
             next_hop_self: self.next_hop_self,
             policy: self.policy().map_err(what)?,
             ttl_security: self.ttl_security,
+            add_path_receive,
+            add_path_send,
         })
     }
 
@@ -649,6 +657,7 @@ router_id = "10.0.0.1"
 address = "10.0.0.2"
 asn = 65002
 next_hop_self = true
+add_path = "send"
 max_prefix = 1000
 max_prefix_action = "warn"
 
@@ -671,7 +680,7 @@ next_hop_self = true
 "#;
         let s = resolve(&Overrides::default(), Some(&parse(text).unwrap())).unwrap();
         let p = &s.peers[0];
-        assert!(p.next_hop_self);
+        assert!(p.next_hop_self && p.add_path_send && !p.add_path_receive);
         assert_eq!(
             p.policy.max_prefix,
             Some(MaxPrefix {

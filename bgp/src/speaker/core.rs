@@ -23,8 +23,8 @@ use super::{Error, LocalRoute, PeerSettings, PeerStatus, Request, SpeakerConfig}
 use crate::rib::{Rib, RibConfig};
 use crate::session::{ConnId, Peer, SessionConfig};
 use crate::wire::{
-    AfiSafi, GracefulRestart, GracefulRestartFamily, LargeCommunity, NextHop, PathAttributes,
-    Prefix, RefreshSubtype,
+    AddPathFamily, AfiSafi, GracefulRestart, GracefulRestartFamily, LargeCommunity, NextHop,
+    PathAttributes, Prefix, RefreshSubtype,
 };
 
 /// What the core's queue carries.
@@ -493,7 +493,18 @@ impl Core {
             .map(|(a, _)| *a)
             .collect();
         for addr in gone {
-            self.remove_peer(addr, now);
+            // A peer still configured restarts with its new settings: Administrative Reset (RFC 4486,
+            // with an RFC 9003 communication); one no longer configured: Peer De-configured.
+            let n = if want.contains_key(&addr) {
+                crate::wire::Notification::shutdown(
+                    crate::wire::code::cease::ADMINISTRATIVE_RESET,
+                    "configuration changed",
+                )
+                .ok()
+            } else {
+                None
+            };
+            self.remove_peer(addr, n, now);
         }
         for (addr, s) in want {
             if !self.peers.contains_key(&addr) {
@@ -555,6 +566,18 @@ impl Core {
             None => FAMILIES.to_vec(),
         };
         c.families = families.clone();
+        // Offered to every peer; used only when both sides offer it (RFC 8654).
+        c.extended_message = true;
+        if s.add_path_receive || s.add_path_send {
+            c.add_path = families
+                .iter()
+                .map(|f| AddPathFamily {
+                    afi_safi: *f,
+                    receive: s.add_path_receive,
+                    send: s.add_path_send,
+                })
+                .collect();
+        }
         c.graceful_restart =
             s.graceful_restart
                 .or(self.cfg.graceful_restart)
@@ -607,7 +630,13 @@ impl Core {
     }
 
     /// Cease / Peer De-configured on every connection, then the peer and its routes are gone.
-    fn remove_peer(&mut self, addr: IpAddr, now: Instant) {
+    /// Ends a peer's sessions with `notification` (default: Cease / Peer De-configured) and forgets it.
+    fn remove_peer(
+        &mut self,
+        addr: IpAddr,
+        notification: Option<crate::wire::Notification>,
+        now: Instant,
+    ) {
         let Some(mut e) = self.peers.remove(&addr) else {
             return;
         };
@@ -615,11 +644,13 @@ impl Core {
         if let Some((_, t)) = e.connecting.take() {
             t.abort();
         }
-        let n = crate::wire::Notification::new(
-            crate::wire::code::CEASE,
-            crate::wire::code::cease::PEER_DECONFIGURED,
-            Vec::new(),
-        );
+        let n = notification.unwrap_or_else(|| {
+            crate::wire::Notification::new(
+                crate::wire::code::CEASE,
+                crate::wire::code::cease::PEER_DECONFIGURED,
+                Vec::new(),
+            )
+        });
         let msg = crate::wire::Message::Notification(n);
         for (id, h) in e.conns.drain() {
             let codec = e.peer.tx_codec(id);

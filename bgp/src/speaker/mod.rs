@@ -149,6 +149,10 @@ pub struct PeerSettings {
     /// the hops between us (`multihop`, default 1) plus one, so a forger further away cannot reach the
     /// session.
     pub ttl_security: bool,
+    /// ADD-PATH (RFC 7911): offer to receive several paths per prefix from it.
+    pub add_path_receive: bool,
+    /// ADD-PATH: offer to send it several paths per prefix (the best and the other usable ones).
+    pub add_path_send: bool,
 }
 
 impl PeerSettings {
@@ -194,6 +198,8 @@ impl Default for PeerSettings {
             next_hop_self: false,
             policy: crate::rib::Policy::default(),
             ttl_security: false,
+            add_path_receive: false,
+            add_path_send: false,
         }
     }
 }

@@ -1,7 +1,8 @@
 //! The daemon's compact command-line specs for peers and announced routes. Pure.
 //!
 //! Role: parse `--peer <IP>,as=<ASN>[,passive][,password=<S>][,rr-client][,hold=<S>][,multihop=<N>]
-//! [,gr=<S>][,local=<IP>][,description=<TEXT>][,next-hop-self][,ttl-security][,max-prefix=<N>]
+//! [,gr=<S>][,local=<IP>][,description=<TEXT>][,next-hop-self][,ttl-security][,add-path=receive|send|both]
+//! [,max-prefix=<N>]
 //! [,max-prefix-action=teardown|warn]` into [`PeerSettings`] and
 //! `--announce <CIDR>[,next-hop=<IP>][,community=<A:B>]…[,large-community=<A:B:C>]…` into a
 //! [`LocalRoute`] with its large communities.
@@ -60,6 +61,10 @@ pub fn parse_peer(spec: &str) -> Result<PeerSettings, String> {
             "description" => p.description = need()?.to_string(),
             "next-hop-self" => p.next_hop_self = true,
             "ttl-security" => p.ttl_security = true,
+            "add-path" => {
+                (p.add_path_receive, p.add_path_send) =
+                    add_path_mode(need()?.trim()).map_err(|e| format!("peer {spec:?}: {e}"))?;
+            }
             "max-prefix" => {
                 let limit = usize::try_from(num(need()?)?).unwrap_or(usize::MAX);
                 p.policy.max_prefix = Some(MaxPrefix {
@@ -85,6 +90,18 @@ pub fn parse_peer(spec: &str) -> Result<PeerSettings, String> {
         m.action = action;
     }
     Ok(p)
+}
+
+/// ADD-PATH `receive`, `send` or `both`, as (receive, send).
+pub fn add_path_mode(s: &str) -> Result<(bool, bool), String> {
+    match s {
+        "receive" => Ok((true, false)),
+        "send" => Ok((false, true)),
+        "both" => Ok((true, true)),
+        other => Err(format!(
+            "add-path {other:?}: expected \"receive\", \"send\" or \"both\""
+        )),
+    }
 }
 
 /// An AS number: plain (`4200000001`) or asdot (`64086.59905`).
@@ -215,6 +232,11 @@ mod tests {
             Some(255),
             "a direct neighbour: not one hop lost"
         );
+        let both = parse_peer("10.0.0.1,as=1,add-path=both").unwrap();
+        assert!(both.add_path_receive && both.add_path_send);
+        let rx = parse_peer("10.0.0.1,as=1,add-path=receive").unwrap();
+        assert!(rx.add_path_receive && !rx.add_path_send);
+        assert!(parse_peer("10.0.0.1,as=1,add-path=all").is_err());
         let far = parse_peer("10.0.0.1,as=1,ttl-security,multihop=3").unwrap();
         assert_eq!(
             far.min_ttl(),

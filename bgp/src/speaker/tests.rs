@@ -236,7 +236,7 @@ async fn a_speaker_peers_announces_learns_withdraws_and_deconfigures() {
     task.abort();
 
     // The same set again touches nothing; an empty local set withdraws.
-    speaker.set_peers(vec![settings]).await.unwrap();
+    speaker.set_peers(vec![settings.clone()]).await.unwrap();
     speaker.set_local_routes(Vec::new()).await.unwrap();
     p.until(|p| {
         p.updates.iter().any(|u| {
@@ -247,6 +247,26 @@ async fn a_speaker_peers_announces_learns_withdraws_and_deconfigures() {
     })
     .await;
     assert!(p.down.is_none());
+
+    // A changed setting (not policy alone) restarts the session with Cease / Administrative Reset.
+    let changed = PeerSettings {
+        hold_time: Duration::from_secs(12),
+        ..settings
+    };
+    speaker.set_peers(vec![changed]).await.unwrap();
+    p.until(|p| p.down.is_some()).await;
+    match &p.down {
+        Some(DownReason::NotificationReceived(n)) => {
+            assert_eq!(
+                (n.code, n.subcode),
+                (code::CEASE, code::cease::ADMINISTRATIVE_RESET)
+            );
+            assert_eq!(n.shutdown_communication(), Some("configuration changed"));
+        }
+        other => panic!("{other:?}"),
+    }
+    let mut p = TestPeer::connect(addr, 65002, 65001).await;
+    p.until(|p| p.eor).await;
 
     // De-configuring the peer sends Cease / Peer De-configured.
     speaker.set_peers(Vec::new()).await.unwrap();
