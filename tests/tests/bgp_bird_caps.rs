@@ -158,3 +158,53 @@ fn add_path_receives_and_sends_several_paths_per_prefix() -> Result<()> {
         Ok(())
     })
 }
+
+#[test]
+fn ipv6_routes_cross_an_ipv4_session_both_ways() -> Result<()> {
+    preflight()?;
+    Lab::builder("bgpbird64").hosts(2).run(|lab| {
+        let (h1, h2) = (lab.host(1), lab.host(2));
+        let (a1, a2) = (h1.ip.to_string(), h2.ip.to_string());
+        let (g1, g2) = (h1.ip6.to_string(), h2.ip6.to_string());
+        // One IPv4 session carrying both families; BIRD names its IPv6 next hop itself.
+        let conf = format!(
+            "{}protocol static s6 {{ ipv6; route fd00:65::2:0/112 blackhole; }}\n{}",
+            bird_head(&a2),
+            bird_bgp(
+                "ours",
+                &a2,
+                65002,
+                &a1,
+                65001,
+                &format!(
+                    "ipv4 {{ import all; export none; }}; \
+                     ipv6 {{ import all; export where source = RTS_STATIC; next hop address {g2}; }};"
+                ),
+                ""
+            )
+        );
+        let bird = Bird::start(lab, h2, "bird", &conf)?;
+        let ours = Ours::start(
+            lab,
+            h1,
+            "ours",
+            &[
+                "--asn",
+                "65001",
+                "--router-id",
+                &a1,
+                "--peer",
+                &format!("{a2},as=65002,hold=9"),
+                "--announce",
+                "fd00:65::1:0/112",
+            ],
+        )?;
+        ours.wait_established(&a2)?;
+        bird.wait_established("ours")?;
+        // Theirs in our kernel through BIRD's IPv6 address; ours in BIRD's through the IPv6 address
+        // of our interface that holds the session's IPv4 address (found without being configured).
+        wait_kernel(h1, "fd00:65::2:0/112", &[&format!("via {g2}"), "proto bgp"])?;
+        wait_kernel(h2, "fd00:65::1:0/112", &[&format!("via {g1}"), "proto bird"])?;
+        Ok(())
+    })
+}

@@ -11,7 +11,7 @@
 //! The file has the flags' settings with underscores (`asn`, `router_id`, `cluster_id`, `listen`, `fib`, `fib_table`,
 //! `fib_protocol`, `fib_scan`, `ecmp`, `graceful_restart`, `control`, `metrics`), `[[peer]]` tables (`address`,
 //! `asn`, `passive`, `password`, `rr_client`, `hold`, `keepalive`, `multihop`, `gr`, `local`,
-//! `description`, `next_hop_self`, `ttl_security`, `add_path`, `max_prefix`, `max_prefix_action`; times in seconds; and per peer
+//! `description`, `next_hop_self`, `ttl_security`, `add_path`, `other_next_hop`, `max_prefix`, `max_prefix_action`; times in seconds; and per peer
 //! `[[peer.import]]` / `[[peer.export]]` rules, see [`RuleEntry`]) and `[[announce]]` tables (`prefix`, `next_hop`, `communities`,
 //! `large_communities`). Flags win over the file; a `--peer` (or `--announce`) replaces the file's
 //! peer with the same address (route with the same prefix) and adds the others.
@@ -78,6 +78,9 @@ pub struct PeerEntry {
     pub ttl_security: bool,
     /// ADD-PATH (RFC 7911): `"receive"`, `"send"` or `"both"`.
     pub add_path: Option<String>,
+    /// The next hop for routes of the other family than the session's (default: an address of that
+    /// family on the session's interface).
+    pub other_next_hop: Option<IpAddr>,
     /// The most routes accepted from it; see `max_prefix_action`.
     pub max_prefix: Option<usize>,
     /// `"teardown"` (the default: Cease / Maximum Number of Prefixes Reached, then a restart after a
@@ -294,6 +297,7 @@ impl PeerEntry {
             next_hop_self: self.next_hop_self,
             policy: self.policy().map_err(what)?,
             ttl_security: self.ttl_security,
+            other_next_hop: self.other_next_hop,
             add_path_receive,
             add_path_send,
         })

@@ -535,9 +535,9 @@ impl Core {
             return;
         }
         let families = n.families.clone();
-        let local = self.local_address(addr);
+        let local = self.local_addresses(addr);
         tracing::info!(peer = %addr, import_changed, "new policy applied without a reset");
-        if let Ok(ch) = self.rib.reconfigure_peer(s.rib_config(local)) {
+        if let Ok(ch) = self.rib.reconfigure_peer(s.rib_config(&local)) {
             self.dispatch(ch, now);
         }
         if let Some(e) = self.peers.get_mut(&addr) {
@@ -603,7 +603,7 @@ impl Core {
                 conn::listener_md5(l, addr, s.password.as_deref())?;
             }
         }
-        if let Err(e) = self.rib.add_peer(s.rib_config(None)) {
+        if let Err(e) = self.rib.add_peer(s.rib_config(&[])) {
             return Err(Error::Invalid(e.to_string()));
         }
         let mut peer = Peer::new(self.session_config(&s));
@@ -784,6 +784,14 @@ fn validate_peer(p: &PeerSettings) -> Result<(), Error> {
         .is_some_and(|k| k.len() > super::sys::MAX_KEY_LEN)
     {
         return bad("the MD5 password is longer than 80 bytes".into());
+    }
+    if let Some(nh) = p
+        .other_next_hop
+        .filter(|nh| nh.is_ipv4() == p.address.is_ipv4())
+    {
+        return bad(format!(
+            "other-next-hop {nh} is of the session's own family (it is for the other family's routes)"
+        ));
     }
     if p.local_address
         .is_some_and(|l| l.is_ipv4() != p.address.is_ipv4())

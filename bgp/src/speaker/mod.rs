@@ -149,6 +149,10 @@ pub struct PeerSettings {
     /// the hops between us (`multihop`, default 1) plus one, so a forger further away cannot reach the
     /// session.
     pub ttl_security: bool,
+    /// The next hop we announce for the family other than the session's (IPv6 routes over an IPv4
+    /// session, or IPv4 over IPv6); `None`: an address of that family on the interface that holds the
+    /// session's local address.
+    pub other_next_hop: Option<IpAddr>,
     /// ADD-PATH (RFC 7911): offer to receive several paths per prefix from it.
     pub add_path_receive: bool,
     /// ADD-PATH: offer to send it several paths per prefix (the best and the other usable ones).
@@ -163,18 +167,20 @@ impl PeerSettings {
             .then(|| u8::try_from(256 - hops).unwrap_or(u8::MAX))
     }
 
-    /// The RIB's configuration of this peer, with `local` our address on its session (if up).
-    pub(crate) fn rib_config(&self, local: Option<IpAddr>) -> crate::rib::PeerConfig {
+    /// The RIB's configuration of this peer, with `local` our addresses towards it (the session's, and
+    /// one of the other family if known).
+    pub(crate) fn rib_config(&self, local: &[IpAddr]) -> crate::rib::PeerConfig {
         let mut pc = crate::rib::PeerConfig::new(self.address, self.asn, self.address)
             .with_policy(self.policy.clone());
         pc.rr_client = self.rr_client;
         pc.next_hop_self = self.next_hop_self;
         pc.local_v4 = None;
         pc.local_v6 = None;
-        match local {
-            Some(IpAddr::V4(a)) => pc.local_v4 = Some(a),
-            Some(IpAddr::V6(a)) => pc.local_v6 = Some(a),
-            None => {}
+        for ip in local {
+            match ip {
+                IpAddr::V4(a) => pc.local_v4 = pc.local_v4.or(Some(*a)),
+                IpAddr::V6(a) => pc.local_v6 = pc.local_v6.or(Some(*a)),
+            }
         }
         pc
     }
@@ -198,6 +204,7 @@ impl Default for PeerSettings {
             next_hop_self: false,
             policy: crate::rib::Policy::default(),
             ttl_security: false,
+            other_next_hop: None,
             add_path_receive: false,
             add_path_send: false,
         }

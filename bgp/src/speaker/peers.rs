@@ -21,6 +21,41 @@ use crate::wire::{
 };
 
 /// An IPv4-mapped IPv6 address (a dual-stack socket's view of an IPv4 peer) as IPv4.
+/// An address of the other family on the interface that holds `local` (read from the kernel), for the
+/// next hop of that family's routes; `None` when there is none or the kernel cannot be asked.
+fn other_family_address(local: IpAddr) -> Option<IpAddr> {
+    use calico_netlink::link::{dump_addresses, parse_address, RTM_NEWADDR};
+    let read = || -> Result<Vec<_>, calico_netlink::Error> {
+        let mut sock = calico_netlink::socket::Socket::open(None)?;
+        let seq = sock.next_seq();
+        let mut all = Vec::new();
+        sock.dump_each(&dump_addresses(seq), RTM_NEWADDR, |b| {
+            all.extend(parse_address(b));
+        })?;
+        Ok(all)
+    };
+    match read() {
+        Ok(all) => pick_other_family(&all, local),
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot read our addresses");
+            None
+        }
+    }
+}
+
+/// The first usable address of the other family than `local` on `local`'s interface: not link-local
+/// and not loopback (a next hop must be reachable from the peer). Pure.
+fn pick_other_family(all: &[calico_netlink::link::Address], local: IpAddr) -> Option<IpAddr> {
+    let ifindex = all.iter().find(|a| a.ip == local)?.ifindex;
+    all.iter()
+        .filter(|a| a.ifindex == ifindex && a.ip.is_ipv4() != local.is_ipv4())
+        .map(|a| a.ip)
+        .find(|ip| match ip {
+            IpAddr::V4(v4) => !v4.is_loopback() && !v4.is_link_local(),
+            IpAddr::V6(v6) => !v6.is_loopback() && !v6.is_unicast_link_local(),
+        })
+}
+
 pub(super) fn unmapped(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
@@ -127,7 +162,7 @@ impl Core {
                     }
                 }
             }
-            Action::SessionEstablished(n) => self.established(addr, pa.conn, &n, now),
+            Action::SessionEstablished(n) => self.established(addr, &n, now),
             Action::SessionDown(d) => self.down(addr, &d, now),
             Action::Deliver(u) => {
                 self.count_update_in(addr);
@@ -206,11 +241,25 @@ impl Core {
         }
     }
 
-    /// Our address on the main connection to `addr` (an IPv4-mapped one as IPv4), if connected.
-    pub(super) fn local_address(&self, addr: IpAddr) -> Option<IpAddr> {
-        let e = self.peers.get(&addr)?;
-        let (conn, _) = e.peer.connection()?;
-        Some(unmapped(e.conns.get(&conn)?.local.ip()))
+    /// Our addresses towards `addr` while connected: the main connection's (an IPv4-mapped one as
+    /// IPv4), then the next hop for the other family.
+    pub(super) fn local_addresses(&self, addr: IpAddr) -> Vec<IpAddr> {
+        let Some(e) = self.peers.get(&addr) else {
+            return Vec::new();
+        };
+        let local = e
+            .peer
+            .connection()
+            .and_then(|(conn, _)| e.conns.get(&conn))
+            .map(|h| unmapped(h.local.ip()));
+        let Some(local) = local else {
+            return Vec::new();
+        };
+        let other = e
+            .settings
+            .other_next_hop
+            .or_else(|| other_family_address(local));
+        std::iter::once(local).chain(other).collect()
     }
 
     fn count_update_in(&mut self, addr: IpAddr) {
@@ -219,12 +268,10 @@ impl Core {
         }
     }
 
-    fn established(&mut self, addr: IpAddr, conn: Option<u64>, n: &Negotiated, now: Instant) {
+    fn established(&mut self, addr: IpAddr, n: &Negotiated, now: Instant) {
         let Some(e) = self.peers.get_mut(&addr) else {
             return;
         };
-        let local = conn.and_then(|c| e.conns.get(&c)).map(|h| h.local.ip());
-        tracing::info!(peer = %addr, ?local, families = ?n.families, "session established");
         e.since = SystemTime::now();
         e.last_error = None;
         e.families = n
@@ -234,8 +281,12 @@ impl Core {
             .filter(|f| FAMILIES.contains(f))
             .collect();
         e.eor.clear();
-        let local = local.map(unmapped);
-        if let Ok(ch) = self.rib.reconfigure_peer(e.settings.rib_config(local)) {
+        let local = self.local_addresses(addr);
+        tracing::info!(peer = %addr, ?local, families = ?n.families, "session established");
+        if let Ok(ch) = self
+            .rib
+            .reconfigure_peer(self.peers[&addr].settings.rib_config(&local))
+        {
             self.dispatch(ch, now);
         }
         // The export follows in steps (`export_steps`), then the End-of-RIB markers.
@@ -375,6 +426,36 @@ impl Core {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_other_family_next_hop_comes_from_the_sessions_interface() {
+        use calico_netlink::link::Address;
+        let a = |ifindex, ip: &str| Address {
+            ifindex,
+            ip: ip.parse().unwrap(),
+            prefix_len: 64,
+        };
+        let all = [
+            a(1, "127.0.0.1"),
+            a(1, "::1"),
+            a(2, "10.250.0.11"),
+            a(2, "fe80::1"),
+            a(2, "fd00:250::11"),
+            a(3, "fd00:99::1"),
+        ];
+        let local: IpAddr = "10.250.0.11".parse().unwrap();
+        assert_eq!(
+            pick_other_family(&all, local),
+            Some("fd00:250::11".parse().unwrap()),
+            "the same interface, not link-local"
+        );
+        assert_eq!(
+            pick_other_family(&all, "fd00:250::11".parse().unwrap()),
+            Some(local)
+        );
+        assert_eq!(pick_other_family(&all, "127.0.0.1".parse().unwrap()), None);
+        assert_eq!(pick_other_family(&all, "10.9.9.9".parse().unwrap()), None);
+    }
     use super::*;
     use crate::wire::{Nlri, PathAttributes, Prefix};
 

@@ -2,7 +2,7 @@
 //!
 //! Role: parse `--peer <IP>,as=<ASN>[,passive][,password=<S>][,rr-client][,hold=<S>][,multihop=<N>]
 //! [,gr=<S>][,local=<IP>][,description=<TEXT>][,next-hop-self][,ttl-security][,add-path=receive|send|both]
-//! [,max-prefix=<N>]
+//! [,other-next-hop=<IP>][,max-prefix=<N>]
 //! [,max-prefix-action=teardown|warn]` into [`PeerSettings`] and
 //! `--announce <CIDR>[,next-hop=<IP>][,community=<A:B>]…[,large-community=<A:B:C>]…` into a
 //! [`LocalRoute`] with its large communities.
@@ -61,6 +61,12 @@ pub fn parse_peer(spec: &str) -> Result<PeerSettings, String> {
             "description" => p.description = need()?.to_string(),
             "next-hop-self" => p.next_hop_self = true,
             "ttl-security" => p.ttl_security = true,
+            "other-next-hop" => {
+                let v = need()?;
+                p.other_next_hop = Some(v.trim().parse().map_err(|_| {
+                    format!("peer {spec:?}: other-next-hop={v} is not an IP address")
+                })?);
+            }
             "add-path" => {
                 (p.add_path_receive, p.add_path_send) =
                     add_path_mode(need()?.trim()).map_err(|e| format!("peer {spec:?}: {e}"))?;
@@ -234,6 +240,9 @@ mod tests {
         );
         let both = parse_peer("10.0.0.1,as=1,add-path=both").unwrap();
         assert!(both.add_path_receive && both.add_path_send);
+        let nh6 = parse_peer("10.0.0.1,as=1,other-next-hop=fd00::1").unwrap();
+        assert_eq!(nh6.other_next_hop, Some("fd00::1".parse().unwrap()));
+        assert!(parse_peer("10.0.0.1,as=1,other-next-hop=x").is_err());
         let rx = parse_peer("10.0.0.1,as=1,add-path=receive").unwrap();
         assert!(rx.add_path_receive && !rx.add_path_send);
         assert!(parse_peer("10.0.0.1,as=1,add-path=all").is_err());
