@@ -59,7 +59,7 @@ struct RunArgs {
     #[arg(long)]
     config: Option<PathBuf>,
     /// A peer: <IP>,as=<ASN>[,passive][,password=<S>][,rr-client][,hold=<S>][,keepalive=<S>][,multihop=<N>][,gr=<S>]
-    /// [,local=<IP>][,description=<T>][,next-hop-self][,ttl-security][,add-path=receive|send|both][,other-next-hop=<IP>][,max-prefix=<N>][,max-prefix-action=teardown|warn]
+    /// [,local=<IP>][,description=<T>][,next-hop-self][,ttl-security][,add-path=receive|send|both][,other-next-hop=<IP>][,port=<N>][,max-prefix=<N>][,max-prefix-action=teardown|warn]
     /// (import/export rules: in the --config file)
     #[arg(long = "peer", value_parser = parse_peer)]
     peers: Vec<PeerSettings>,

@@ -1,5 +1,6 @@
-//! Optional capabilities against BIRD 2: extended messages (RFC 8654: UPDATEs over 4,096 bytes both
-//! ways) and ADD-PATH (RFC 7911: several paths per prefix received from BIRD and sent to it).
+//! Optional capabilities and transport settings against BIRD 2: extended messages (RFC 8654: UPDATEs
+//! over 4,096 bytes both ways), ADD-PATH (RFC 7911: several paths per prefix received from BIRD and
+//! sent to it), IPv6 routes over an IPv4 session, and sessions on ports other than 179.
 //!
 //! Needs root, `bird`/`birdc` (Debian's bird2) and the release `calico-bgp` binary beside the tests
 //! (`cargo build --release -p calico-bgp`, or CALICO_BGP_BIN).
@@ -205,6 +206,58 @@ fn ipv6_routes_cross_an_ipv4_session_both_ways() -> Result<()> {
         // of our interface that holds the session's IPv4 address (found without being configured).
         wait_kernel(h1, "fd00:65::2:0/112", &[&format!("via {g2}"), "proto bgp"])?;
         wait_kernel(h2, "fd00:65::1:0/112", &[&format!("via {g1}"), "proto bird"])?;
+        Ok(())
+    })
+}
+
+#[test]
+fn sessions_on_ports_other_than_179_both_ways() -> Result<()> {
+    preflight()?;
+    Lab::builder("bgpbirdport").hosts(3).run(|lab| {
+        let (h1, h2, h3) = (lab.host(1), lab.host(2), lab.host(3));
+        let (a1, a2, a3) = (h1.ip.to_string(), h2.ip.to_string(), h3.ip.to_string());
+        // h2 listens on 1791 and only waits (we must dial it there); h3 dials our 1790 (we only wait).
+        let mut birds = Vec::new();
+        for (h, a, extra) in [(h2, &a2, "passive on;"), (h3, &a3, "")] {
+            let conf = format!(
+                "{}protocol static s4 {{ ipv4; route 10.65.{}.0/24 blackhole; }}\n{}",
+                bird_head(a),
+                &h.name[1..],
+                bird_bgp(
+                    "ours",
+                    &format!("{a} port 1791"),
+                    65002,
+                    &format!("{a1} port 1790"),
+                    65001,
+                    &v4_channel(""),
+                    extra
+                )
+            );
+            birds.push(Bird::start(lab, h, &format!("bird-{}", h.name), &conf)?);
+        }
+        let ours = Ours::start(
+            lab,
+            h1,
+            "ours",
+            &[
+                "--asn",
+                "65001",
+                "--router-id",
+                &a1,
+                "--listen",
+                &format!("{a1}:1790"),
+                "--peer",
+                &format!("{a2},as=65002,hold=9,port=1791"),
+                "--peer",
+                &format!("{a3},as=65002,hold=9,passive"),
+            ],
+        )?;
+        for (bird, a) in birds.iter().zip([&a2, &a3]) {
+            ours.wait_established(a)?;
+            bird.wait_established("ours")?;
+        }
+        wait_kernel(h1, "10.65.2.0/24", &[&format!("via {a2}")])?;
+        wait_kernel(h1, "10.65.3.0/24", &[&format!("via {a3}")])?;
         Ok(())
     })
 }

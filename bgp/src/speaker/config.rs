@@ -11,7 +11,7 @@
 //! The file has the flags' settings with underscores (`asn`, `router_id`, `cluster_id`, `listen`, `fib`, `fib_table`,
 //! `fib_protocol`, `fib_scan`, `ecmp`, `graceful_restart`, `control`, `metrics`), `[[peer]]` tables (`address`,
 //! `asn`, `passive`, `password`, `rr_client`, `hold`, `keepalive`, `multihop`, `gr`, `local`,
-//! `description`, `next_hop_self`, `ttl_security`, `add_path`, `other_next_hop`, `max_prefix`, `max_prefix_action`; times in seconds; and per peer
+//! `description`, `next_hop_self`, `ttl_security`, `add_path`, `other_next_hop`, `port`, `max_prefix`, `max_prefix_action`; times in seconds; and per peer
 //! `[[peer.import]]` / `[[peer.export]]` rules, see [`RuleEntry`]) and `[[announce]]` tables (`prefix`, `next_hop`, `communities`,
 //! `large_communities`). Flags win over the file; a `--peer` (or `--announce`) replaces the file's
 //! peer with the same address (route with the same prefix) and adds the others.
@@ -78,6 +78,8 @@ pub struct PeerEntry {
     pub ttl_security: bool,
     /// ADD-PATH (RFC 7911): `"receive"`, `"send"` or `"both"`.
     pub add_path: Option<String>,
+    /// The port to connect to (default 179).
+    pub port: Option<u16>,
     /// The next hop for routes of the other family than the session's (default: an address of that
     /// family on the session's interface).
     pub other_next_hop: Option<IpAddr>,
@@ -298,6 +300,11 @@ impl PeerEntry {
             policy: self.policy().map_err(what)?,
             ttl_security: self.ttl_security,
             other_next_hop: self.other_next_hop,
+            port: match self.port {
+                Some(0) => return Err(what("port 0 is not a TCP port".into())),
+                Some(p) => p,
+                None => BGP_PORT,
+            },
             add_path_receive,
             add_path_send,
         })

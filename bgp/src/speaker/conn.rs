@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinHandle;
 
 use super::core::Input;
-use super::{sys, Error, PeerSettings, BGP_PORT};
+use super::{sys, Error, PeerSettings};
 use crate::session::ConnId;
 
 /// How long a connection attempt may take.
@@ -176,7 +176,7 @@ async fn dial(s: &PeerSettings) -> std::io::Result<TcpStream> {
     if let Some(local) = s.local_address {
         socket.bind(SocketAddr::new(local, 0))?;
     }
-    socket.connect(SocketAddr::new(s.address, BGP_PORT)).await
+    socket.connect(SocketAddr::new(s.address, s.port)).await
 }
 
 /// What the core may ask of a connection's writer.

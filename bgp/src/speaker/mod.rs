@@ -134,6 +134,8 @@ pub struct PeerSettings {
     pub graceful_restart: Option<Duration>,
     /// The address our connections to it come from.
     pub local_address: Option<IpAddr>,
+    /// The port we connect to (179 unless it listens elsewhere).
+    pub port: u16,
     /// Free text for status.
     pub description: String,
     /// Offer only this address family (multiprotocol and graceful-restart capabilities); `None`: IPv4 and
@@ -199,6 +201,7 @@ impl Default for PeerSettings {
             multihop: None,
             graceful_restart: None,
             local_address: None,
+            port: BGP_PORT,
             description: String::new(),
             family: None,
             next_hop_self: false,

@@ -2,7 +2,7 @@
 //!
 //! Role: parse `--peer <IP>,as=<ASN>[,passive][,password=<S>][,rr-client][,hold=<S>][,multihop=<N>]
 //! [,gr=<S>][,local=<IP>][,description=<TEXT>][,next-hop-self][,ttl-security][,add-path=receive|send|both]
-//! [,other-next-hop=<IP>][,max-prefix=<N>]
+//! [,other-next-hop=<IP>][,port=<N>][,max-prefix=<N>]
 //! [,max-prefix-action=teardown|warn]` into [`PeerSettings`] and
 //! `--announce <CIDR>[,next-hop=<IP>][,community=<A:B>]…[,large-community=<A:B:C>]…` into a
 //! [`LocalRoute`] with its large communities.
@@ -61,6 +61,13 @@ pub fn parse_peer(spec: &str) -> Result<PeerSettings, String> {
             "description" => p.description = need()?.to_string(),
             "next-hop-self" => p.next_hop_self = true,
             "ttl-security" => p.ttl_security = true,
+            "port" => {
+                let n = num(need()?)?;
+                p.port = u16::try_from(n)
+                    .ok()
+                    .filter(|p| *p > 0)
+                    .ok_or_else(|| format!("peer {spec:?}: port {n} is not a TCP port"))?;
+            }
             "other-next-hop" => {
                 let v = need()?;
                 p.other_next_hop = Some(v.trim().parse().map_err(|_| {
@@ -240,6 +247,10 @@ mod tests {
         );
         let both = parse_peer("10.0.0.1,as=1,add-path=both").unwrap();
         assert!(both.add_path_receive && both.add_path_send);
+        assert_eq!(parse_peer("10.0.0.1,as=1,port=1790").unwrap().port, 1790);
+        assert_eq!(parse_peer("10.0.0.1,as=1").unwrap().port, 179);
+        assert!(parse_peer("10.0.0.1,as=1,port=0").is_err());
+        assert!(parse_peer("10.0.0.1,as=1,port=70000").is_err());
         let nh6 = parse_peer("10.0.0.1,as=1,other-next-hop=fd00::1").unwrap();
         assert_eq!(nh6.other_next_hop, Some("fd00::1".parse().unwrap()));
         assert!(parse_peer("10.0.0.1,as=1,other-next-hop=x").is_err());
