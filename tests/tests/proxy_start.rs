@@ -4,8 +4,9 @@
 //! the wrapper), stop/start keeps IP, MAC and
 //! interface name (also when started straight at dockerd, rewired from the event stream), `docker rm`
 //! releases the address at once, a removal straight at dockerd is caught from the events, a new proxy
-//! rewires what a killed one missed, `calicoctl container add --netns` wires a bare namespace, and 50
-//! concurrent runs get distinct addresses and working interfaces.
+//! rewires what a killed one missed, `calicoctl container add --netns` wires a bare namespace, 50
+//! concurrent runs get distinct addresses and working interfaces, and a start that cannot be wired
+//! fails with the reason, stops the container and leaves no half-made interface.
 //!
 //! The proxy runs in the test process (root namespace) with the lab host's namespace as its host
 //! namespace; the master runs in the test process on an in-memory store.
@@ -530,6 +531,94 @@ fn fifty_concurrent_runs_get_distinct_addresses_and_working_interfaces() -> Resu
             ensure!(host_side_up(h1, id)?, "{id}: host side");
             ensure!(seen.insert(ip.clone()), "{ip} handed out twice");
         }
+        Ok(())
+    })
+}
+
+#[test]
+fn a_start_that_cannot_be_wired_fails_cleanly() -> Result<()> {
+    let _alone = root_and_alone();
+    Lab::builder("proxywirefail").hosts(1).run(|lab| {
+        lab.docker()?;
+        let label = format!("calico-lab={}", lab.name());
+        let master = Master::start()?;
+        let h1 = lab.host(1);
+        let node = Node::start(&master, lab, h1)?;
+
+        // A Calico container whose namespace already has an eth0 (it shares the namespace of another
+        // one, as only a hand-made container can): the start fails with the reason, the container is
+        // stopped again, and the other container keeps its interface.
+        let a = run_calico(&node, &label, "CALICO_IP=10.65.0.7", &["sleep", "1d"])?;
+        let (mac_a, _) = inside(&a)?;
+        let node_label = format!("org.projectcalico.node={}", node_name(h1));
+        let net = format!("container:{a}");
+        let b = direct(&[
+            "create",
+            "--label",
+            &label,
+            "--label",
+            &node_label,
+            "--label",
+            "org.projectcalico.ips=10.65.0.8",
+            "--label",
+            "org.projectcalico.profiles=web",
+            "--net",
+            &net,
+            IMAGE,
+            "sleep",
+            "1d",
+        ])
+        .stdout()?;
+        let out = docker(&node, &["start", &b]).output()?;
+        ensure!(!out.success(), "the start failed: {}", out.stdout);
+        ensure!(
+            out.stderr.contains("could not wire its network")
+                && out.stderr.contains("eth0 exists already inside"),
+            "the error names the cause: {}",
+            out.stderr
+        );
+        wait_until(
+            Duration::from_secs(10),
+            "the container to be stopped",
+            || Ok(direct(&["inspect", "-f", "{{.State.Running}}", &b]).stdout()? == "false"),
+        )?;
+        ensure!(!host_side_up(h1, &b)?, "no host side is left for it");
+        let (mac_a2, text_a) = inside(&a)?;
+        ensure!(
+            mac_a2 == mac_a && text_a.contains("inet 10.65.0.7/32"),
+            "the other container keeps its interface: {text_a}"
+        );
+        ensure!(host_side_up(h1, &a)?);
+        direct(&["rm", "-f", &b]).run()?;
+        docker(&node, &["rm", "-f", &a]).run()?;
+
+        // A wiring that fails half-way (the kernel refuses an address inside) leaves nothing: the pair
+        // made in the first step is removed, on the host and inside.
+        let ns = format!("{}-wf", h1.ns);
+        Cmd::new(["ip", "netns", "add", ns.as_str()]).run()?;
+        let mut w = calico_proxy::wire::Wiring::for_spec(
+            &WorkloadSpec {
+                ips: vec!["10.65.0.8".parse()?, "ff02::5".parse()?],
+                ..spec(h1, "half-made")
+            },
+            PathBuf::from(format!("/run/netns/{ns}")),
+            Some(PathBuf::from(format!("/run/netns/{}", h1.ns))),
+        )?;
+        w.host_iface = "calihalfmade0".into();
+        let err = calico_proxy::wire::wire(&w).expect_err("a multicast address is refused");
+        ensure!(
+            err.to_string().contains("ff02::5"),
+            "the error names the step: {err}"
+        );
+        ensure!(
+            h1.cmd(&["ip", "link", "show", "calihalfmade0"])
+                .run()
+                .is_err(),
+            "the host side is gone"
+        );
+        let inside = Cmd::new(["ip", "-n", ns.as_str(), "-o", "link"]).stdout()?;
+        ensure!(!inside.contains("eth0"), "the inside is gone: {inside}");
+        Cmd::new(["ip", "netns", "del", ns.as_str()]).run()?;
         Ok(())
     })
 }
