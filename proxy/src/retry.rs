@@ -113,6 +113,28 @@ impl Queue {
         }
     }
 
+    /// Makes the first queued request and takes it off the queue once the master has answered it (a
+    /// refusal too: it can never succeed); false when the master is still down. Two callers may send
+    /// the same request at once: every queued request is idempotent, and it leaves the queue once.
+    async fn try_first(&self, master: &Client) -> bool {
+        let Some(op) = self.pending().into_iter().next() else {
+            return true;
+        };
+        match op.send(master).await {
+            Ok(_) => {}
+            Err(e) if is_transient(&e) => return false,
+            Err(e) => {
+                tracing::warn!(method = %op.method, path = %op.path, "the master refused a queued request, dropping it: {e}");
+            }
+        }
+        let mut ops = self.ops.lock().unwrap_or_else(|e| e.into_inner());
+        if ops.first() == Some(&op) {
+            ops.remove(0);
+        }
+        self.save(&ops);
+        true
+    }
+
     /// Queues `op` for later.
     pub fn push(&self, op: Op) {
         let mut ops = self.ops.lock().unwrap_or_else(|e| e.into_inner());
@@ -125,17 +147,20 @@ impl Queue {
     }
 
     /// Makes `op` now; if the master is down (or failed on its side), queues it and returns `Ok(None)`.
-    /// A refusal (4xx) is returned as an error; on a delete, 404 counts as done.
+    /// A refusal (4xx) is returned as an error; on a delete, 404 counts as done. Requests queued
+    /// earlier go first (the order matters for one endpoint): if the master answers them now, `op`
+    /// is made now too, so a `docker rm` just after an outage still frees its address before it returns.
     pub async fn now_or_later(
         &self,
         master: &Client,
         op: Op,
         what: &str,
     ) -> Result<Option<Value>, Error> {
-        if !self.pending().is_empty() {
-            // Keep the order: earlier requests for the same endpoint must go first.
-            self.push(op);
-            return Ok(None);
+        while !self.pending().is_empty() {
+            if !self.try_first(master).await {
+                self.push(op);
+                return Ok(None);
+            }
         }
         match op.send(master).await {
             Ok(v) => Ok(Some(v)),
@@ -159,26 +184,12 @@ impl Queue {
     pub async fn run(&self, master: &Client) {
         let mut backoff = Duration::from_secs(1);
         loop {
-            let next = self.pending().into_iter().next();
-            let Some(op) = next else {
+            if self.pending().is_empty() {
                 backoff = Duration::from_secs(1);
                 self.wake.notified().await;
                 continue;
-            };
-            let done = match op.send(master).await {
-                Ok(_) => true,
-                Err(e) if is_transient(&e) => false,
-                Err(e) => {
-                    tracing::warn!(method = %op.method, path = %op.path, "the master refused a queued request, dropping it: {e}");
-                    true
-                }
-            };
-            if done {
-                let mut ops = self.ops.lock().unwrap_or_else(|e| e.into_inner());
-                if ops.first() == Some(&op) {
-                    ops.remove(0);
-                }
-                self.save(&ops);
+            }
+            if self.try_first(master).await {
                 backoff = Duration::from_secs(1);
             } else {
                 tokio::select! {

@@ -6,7 +6,8 @@
 //! releases the address at once, a removal straight at dockerd is caught from the events, a new proxy
 //! rewires what a killed one missed, `calicoctl container add --netns` wires a bare namespace, 50
 //! concurrent runs get distinct addresses and working interfaces, and a start that cannot be wired
-//! fails with the reason, stops the container and leaves no half-made interface.
+//! fails with the reason, stops the container and leaves no half-made interface; removals while the
+//! master is down are queued in the node's state dir and done, in order, as soon as it answers again.
 //!
 //! The proxy runs in the test process (root namespace) with the lab host's namespace as its host
 //! namespace; the master runs in the test process on an in-memory store.
@@ -30,25 +31,40 @@ use calico_proxy::passthrough::Upstream;
 use calico_proxy::server::Proxy;
 use serde_json::{json, Value};
 
-/// A master on an in-memory store, on its own runtime until dropped.
+/// A master on an in-memory store, on its own runtime until dropped; it can stop answering for a
+/// while ([`Master::pause`]) and come back on the same address with the same store.
 struct Master {
     addr: SocketAddr,
+    api: Arc<Api>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Master {
     fn start() -> Result<Master> {
+        let store = EmbeddedStore::in_memory(EmbeddedOptions::default())?;
+        let mut m = Master {
+            addr: "127.0.0.1:0".parse()?,
+            api: Arc::new(Api::new(Arc::new(store), None)),
+            stop: None,
+            thread: None,
+        };
+        m.serve()?;
+        let c = m.client()?;
+        c.post("/v1/pools", &json!({"cidr": "10.65.0.0/16"}))?;
+        c.post("/v1/pools", &json!({"cidr": "fd00:65::/64"}))?;
+        Ok(m)
+    }
+
+    /// Answers on `addr` (any port the first time) until paused.
+    fn serve(&mut self) -> Result<()> {
         let (tx, rx) = std::sync::mpsc::channel();
         let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (api, addr) = (Arc::clone(&self.api), self.addr);
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Runtime::new().expect("a runtime");
             rt.block_on(async move {
-                let store = EmbeddedStore::in_memory(EmbeddedOptions::default()).expect("a store");
-                let api = Arc::new(Api::new(Arc::new(store), None));
-                let listeners = bind(&["127.0.0.1:0".parse().expect("addr")])
-                    .await
-                    .expect("bind");
+                let listeners = bind(&[addr]).await.expect("bind");
                 let _ = tx.send(listeners[0].local_addr().expect("addr"));
                 if let Err(e) = serve(listeners, api, async {
                     let _ = stop_rx.await;
@@ -59,18 +75,22 @@ impl Master {
                 }
             });
         });
-        let addr = rx
+        self.addr = rx
             .recv_timeout(Duration::from_secs(10))
             .context("the master did not start")?;
-        let m = Master {
-            addr,
-            stop: Some(stop),
-            thread: Some(thread),
-        };
-        let c = m.client()?;
-        c.post("/v1/pools", &json!({"cidr": "10.65.0.0/16"}))?;
-        c.post("/v1/pools", &json!({"cidr": "fd00:65::/64"}))?;
-        Ok(m)
+        self.stop = Some(stop);
+        self.thread = Some(thread);
+        Ok(())
+    }
+
+    /// Stops answering (the store stays): the master is down until [`Master::serve`].
+    fn pause(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 
     fn url(&self) -> String {
@@ -84,12 +104,7 @@ impl Master {
 
 impl Drop for Master {
     fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        self.pause();
     }
 }
 
@@ -619,6 +634,54 @@ fn a_start_that_cannot_be_wired_fails_cleanly() -> Result<()> {
         let inside = Cmd::new(["ip", "-n", ns.as_str(), "-o", "link"]).stdout()?;
         ensure!(!inside.contains("eth0"), "the inside is gone: {inside}");
         Cmd::new(["ip", "netns", "del", ns.as_str()]).run()?;
+        Ok(())
+    })
+}
+
+#[test]
+fn removals_while_the_master_is_down_are_queued_and_done_when_it_is_back() -> Result<()> {
+    let _alone = root_and_alone();
+    Lab::builder("proxymasterdown").hosts(1).run(|lab| {
+        lab.docker()?;
+        let label = format!("calico-lab={}", lab.name());
+        let mut master = Master::start()?;
+        let h1 = lab.host(1);
+        let node = Node::start(&master, lab, h1)?;
+        let a = run_calico(&node, &label, "CALICO_IP=10.65.0.11", &["sleep", "1d"])?;
+        let b = run_calico(&node, &label, "CALICO_IP=10.65.0.12", &["sleep", "1d"])?;
+
+        // The master goes away: docker rm still works, and what the master must hear waits in the
+        // node's state dir.
+        master.pause();
+        docker(&node, &["rm", "-f", &a]).run()?;
+        ensure!(
+            direct(&["inspect", &a]).run().is_err(),
+            "Docker removed the container"
+        );
+        let queue = lab
+            .dir()
+            .join(format!("state-{}", h1.name))
+            .join("proxy-retry.json");
+        let queued = std::fs::read_to_string(&queue)?;
+        ensure!(
+            queued.contains(&spec(h1, &a).endpoint_id()) && queued.contains("DELETE"),
+            "the endpoint's deletion and the release are queued: {queued}"
+        );
+
+        // Back: the next removal goes after the queued ones, and both are done before it returns.
+        master.serve()?;
+        docker(&node, &["rm", "-f", &b]).run()?;
+        ensure!(
+            holder(&master, "10.65.0.11")?.is_none() && holder(&master, "10.65.0.12")?.is_none(),
+            "both addresses are free when the second rm returns"
+        );
+        ensure!(
+            endpoint_state(&master, h1, &a)?.is_none()
+                && endpoint_state(&master, h1, &b)?.is_none(),
+            "both endpoints are gone"
+        );
+        let left = std::fs::read_to_string(&queue)?;
+        ensure!(left.trim() == "[]", "the queue is empty: {left}");
         Ok(())
     })
 }
