@@ -1,6 +1,7 @@
 //! The Docker proxy's pass-through against a real dockerd: the docker CLI gives the same output and exit
 //! code through the proxy as direct, for plain calls, streams (logs -f, events, cp and export of 100 MB,
-//! build), stdin piped through upgraded connections (run -i, exec -i, attach) and a pty (run -t); and a
+//! build), stdin piped through upgraded connections (run -i, exec -i, attach), a pty (run -t, and exec -it
+//! with typed input and an exit code), info, and stop/start/kill/rm compared with their errors; and a
 //! Docker-style 502 when the daemon is unreachable.
 
 use std::io::{Read, Write};
@@ -186,6 +187,63 @@ fn the_docker_cli_works_through_the_proxy_as_direct() -> Result<()> {
         ensure!(out.stdout == "42\n");
         let out = same(p, &["exec", "-i", &id, "cat"], Some("to exec\n"))?;
         ensure!(out.stdout == "to exec\n");
+        same(
+            p,
+            &["info", "--format", "{{.ServerVersion}} {{.Driver}} {{.OSType}} {{.NCPU}}"],
+            None,
+        )?;
+
+        // exec -it under a pty, with typed input and an exit code, alike both ways.
+        for host in ["unix:///var/run/docker.sock", p] {
+            let line = format!("docker -H {host} exec -it {id} sh -c 'tty; read x; echo got $x; exit 7'");
+            let out = Cmd::new(["script", "-qec", line.as_str(), "/dev/null"])
+                .stdin("typed\n")
+                .timeout(Duration::from_secs(60))
+                .output()?;
+            ensure!(
+                out.status.code() == Some(7)
+                    && out.stdout.contains("/dev/pts/")
+                    && out.stdout.contains("got typed"),
+                "exec -it through {host}: {out:?}"
+            );
+        }
+
+        // stop, start, kill and rm: one container made each way, the same commands on each; the
+        // outputs and exit codes match (with the names swapped), errors included.
+        let made = |host: &str, name: &str| {
+            docker(
+                host,
+                &["run", "-d", "--label", LABEL, "--name", name, IMAGE, "sleep", "1d"],
+            )
+            .stdout()
+        };
+        let x = made("unix:///var/run/docker.sock", "lab-proxy-x")?;
+        let y = made(p, "lab-proxy-y")?;
+        for step in [
+            &["stop", "-t", "1"][..],
+            &["start"],
+            &["kill"],
+            &["kill"],
+            &["rm"],
+            &["rm"],
+        ] {
+            let run = |host: &str, name: &str| {
+                let mut args = step.to_vec();
+                args.push(name);
+                docker(host, &args).output()
+            };
+            let direct = run("unix:///var/run/docker.sock", "lab-proxy-x")?;
+            let proxied = run(p, "lab-proxy-y")?;
+            let norm = |s: &str, name: &str, id: &str| s.replace(name, "NAME").replace(id, "ID");
+            ensure!(
+                direct.status.code() == proxied.status.code()
+                    && norm(&direct.stdout, "lab-proxy-x", &x)
+                        == norm(&proxied.stdout, "lab-proxy-y", &y)
+                    && norm(&direct.stderr, "lab-proxy-x", &x)
+                        == norm(&proxied.stderr, "lab-proxy-y", &y),
+                "docker {step:?} differs through the proxy:\ndirect  {direct:?}\nproxied {proxied:?}"
+            );
+        }
 
         // 100 MB each way through docker cp, checksums compared inside the container.
         docker(
