@@ -371,6 +371,11 @@ fn containers_are_wired_before_they_run_and_cleaned_up_after() -> Result<()> {
         let out = docker(&node, &["run", "--rm", "--label", &label, "-e", "CALICO_IP=auto,ipv6", IMAGE, "sh", "-c", "ip addr show eth0; ip -6 route"]).stdout()?;
         ensure!(out.contains("inet 10.65.") && out.contains("inet6 fd00:65::"), "{out}");
         ensure!(out.contains(&format!("default via {} dev eth0", h1.ip6)), "{out}");
+        // A /128, usable at once (no duplicate address detection: never "tentative", even for the
+        // first process), with a link route to the IPv6 gateway.
+        let v6 = out.lines().find(|l| l.contains("inet6 fd00:65::")).unwrap_or_default();
+        ensure!(v6.contains("/128") && !out.contains("tentative"), "{out}");
+        ensure!(out.lines().any(|l| l.starts_with(&format!("{} dev eth0", h1.ip6))), "a link route to the gateway: {out}");
 
         // docker rm -f through the proxy frees the address at once.
         docker(&node, &["rm", "-f", &id]).run()?;
