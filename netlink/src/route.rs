@@ -276,6 +276,31 @@ pub fn route_gateways(body: &[u8]) -> Vec<IpAddr> {
     out
 }
 
+/// Whether a dumped route is a default route of the main table through `gateway` out of interface
+/// `oif` (what a wired workload needs to count as network-ready).
+pub fn is_default_via(body: &[u8], gateway: IpAddr, oif: u32) -> bool {
+    let Some(header) = body.get(..12) else {
+        return false;
+    };
+    let mut table = u32::from(header[4]);
+    let mut out = None;
+    for (ty, value) in parse_attrs(&body[12..]) {
+        let word = value
+            .get(..4)
+            .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
+        match ty {
+            RTA_OIF => out = word,
+            RTA_TABLE => table = word.unwrap_or(table),
+            _ => {}
+        }
+    }
+    header[0] == family(gateway)
+        && header[1] == 0
+        && table == u32::from(RT_TABLE_MAIN)
+        && out == Some(oif)
+        && route_gateways(body).contains(&gateway)
+}
+
 /// Asks the kernel for its route to `dst` (the answer is one `RTM_NEWROUTE`: the device, and the gateway
 /// when `dst` is not directly connected).
 pub fn get_route(dst: IpAddr, seq: u32) -> Vec<u8> {
@@ -408,6 +433,23 @@ mod tests {
             (r6.prefix_len, r6.dst),
             (128, "fd00:65::2".parse().unwrap())
         );
+    }
+
+    #[test]
+    fn default_routes_are_told_by_gateway_interface_and_table() {
+        use crate::link::set_route_on;
+        let gw: IpAddr = "10.250.0.11".parse().unwrap();
+        let any: IpAddr = "0.0.0.0".parse().unwrap();
+        let body = |m: &[u8]| parse_messages(m)[0].body.to_vec();
+        let default = body(&set_route_on(any, 0, Some(gw), 5, 3, 1));
+        assert!(is_default_via(&default, gw, 5));
+        assert!(!is_default_via(&default, gw, 6), "another interface");
+        assert!(!is_default_via(&default, "10.250.0.12".parse().unwrap(), 5));
+        let link_route = body(&set_route_on(gw, 32, None, 5, 3, 1));
+        assert!(!is_default_via(&link_route, gw, 5), "not a default route");
+        let gw6: IpAddr = "fd00:250::11".parse().unwrap();
+        let default6 = body(&set_route_on("::".parse().unwrap(), 0, Some(gw6), 5, 3, 1));
+        assert!(is_default_via(&default6, gw6, 5) && !is_default_via(&default6, gw, 5));
     }
 
     #[test]

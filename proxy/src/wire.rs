@@ -13,12 +13,14 @@
 //!
 //! Output: `Ok` or an error naming the step that failed; on failure the half-made pair is removed.
 //! [`unwire`] removes the host side (the pair goes with it). [`is_wired`] tells whether the workload's
-//! interface exists with the expected MAC and addresses; [`ensure`] wires only what is missing.
+//! interface exists with the expected MAC and addresses and its default routes through the gateways
+//! (network-ready); [`ensure`] wires only what is missing.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
 use calico_netlink::link::{self, NetnsFd, VethPeer, EEXIST, IFA_F_NODAD, RTPROT_BOOT};
+use calico_netlink::route;
 use calico_netlink::socket::Socket;
 
 use crate::error::{netlink, Error};
@@ -266,7 +268,7 @@ pub fn unwire(host_iface: &str, host_netns: Option<&Path>) -> Result<bool, Error
 /// What is found of a workload's interface.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Found {
-    /// Host side present, workload side with its MAC and every address.
+    /// Host side present, workload side with its MAC, every address and its default routes.
     Complete,
     /// Something of ours, but not all of it.
     Partial,
@@ -281,6 +283,18 @@ pub fn inspect(w: &Wiring) -> Result<Found, Error> {
         .map_err(netlink(format!("looking up {}", w.host_iface)))?
         .is_some();
     let (if_name, mac, ips) = (w.if_name.clone(), w.mac, w.ips.clone());
+    // The default route of each family the workload has an address of.
+    let defaults: Vec<IpAddr> = [
+        w.gateway_v4
+            .map(IpAddr::V4)
+            .filter(|_| ips.iter().any(IpAddr::is_ipv4)),
+        w.gateway_v6
+            .map(IpAddr::V6)
+            .filter(|_| ips.iter().any(IpAddr::is_ipv6)),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     let inside = link::in_netns(&w.netns, move || {
         let mut s = Socket::open(None)?;
         let Some(link::Link {
@@ -297,7 +311,22 @@ pub fn inspect(w: &Wiring) -> Result<Found, Error> {
             .iter()
             .map(|a| a.ip)
             .collect();
-        Ok(Some(ips.iter().all(|ip| have.contains(ip))))
+        if !ips.iter().all(|ip| have.contains(ip)) {
+            return Ok(Some(false));
+        }
+        for gw in &defaults {
+            let seq = s.next_seq();
+            let mut found = false;
+            s.dump_each(
+                &route::dump_routes(gw.is_ipv6(), seq),
+                route::RTM_NEWROUTE,
+                |b| found |= route::is_default_via(b, *gw, index),
+            )?;
+            if !found {
+                return Ok(Some(false));
+            }
+        }
+        Ok(Some(true))
     })
     .map_err(netlink(format!(
         "looking at {} in {}",

@@ -4,7 +4,7 @@
 //! the wrapper), stop/start keeps IP, MAC and
 //! interface name (also when started straight at dockerd, rewired from the event stream), `docker rm`
 //! releases the address at once, a removal straight at dockerd is caught from the events, a new proxy
-//! rewires what a killed one missed, `calicoctl container add --netns` wires a bare namespace, 50
+//! rewires what a killed one missed (a default route lost included), `calicoctl container add --netns` wires a bare namespace, 50
 //! concurrent runs get distinct addresses and working interfaces, and a start that cannot be wired
 //! fails with the reason, stops the container and leaves no half-made interface; removals while the
 //! master is down are queued in the node's state dir and done, in order, as soon as it answers again.
@@ -403,7 +403,27 @@ fn a_new_proxy_rewires_what_a_killed_one_missed_and_calicoctl_wires_namespaces()
         let node = Node::start(&master, lab, h1)?;
         let gone = run_calico(&node, &label, "CALICO_IP=10.65.1.2", &["sleep", "1d"])?;
         let back = run_calico(&node, &label, "CALICO_IP=10.65.1.3", RECORD)?;
+        let routeless = run_calico(&node, &label, "CALICO_IP=10.65.1.4", &["sleep", "1d"])?;
         drop(node); // killed: no cleanup of its own
+
+        // One container loses its default route (its interface and address stay): not network-ready.
+        let pid = direct(&["inspect", "-f", "{{.State.Pid}}", &routeless]).stdout()?;
+        Cmd::new([
+            "nsenter",
+            "-t",
+            pid.as_str(),
+            "-n",
+            "ip",
+            "route",
+            "del",
+            "default",
+        ])
+        .run()?;
+        let has_default = || -> Result<bool> {
+            let routes = Cmd::new(["nsenter", "-t", pid.as_str(), "-n", "ip", "route"]).stdout()?;
+            Ok(routes.contains(&format!("default via {} dev eth0", h1.ip)))
+        };
+        ensure!(!has_default()?);
 
         direct(&["rm", "-f", &gone]).run()?;
         direct(&["exec", &back, "rm", "/tmp/first"]).run()?;
@@ -424,6 +444,11 @@ fn a_new_proxy_rewires_what_a_killed_one_missed_and_calicoctl_wires_namespaces()
             endpoint_state(&master, h1, &gone)?.is_none(),
             "the removed container's endpoint is gone"
         );
+        wait_until(
+            Duration::from_secs(10),
+            "the reconcile to restore the default route",
+            has_default,
+        )?;
         let first = direct(&["exec", &back, "cat", "/tmp/first"]).stdout()?;
         ensure!(
             first.contains("inet 10.65.1.3/32") && first.contains("default via"),
