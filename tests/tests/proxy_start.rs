@@ -1,13 +1,13 @@
 //! The proxy's start, inspect, event and cleanup hooks against a real dockerd, a real master and a lab
 //! host: a Calico container's first process already sees its interface (the init wrapper waits for
 //! it), `docker inspect` shows the Calico IP and the user's command (and `docker ps` that command, not
-//! the wrapper), stop/start keeps IP, MAC and
-//! interface name (also when started straight at dockerd, rewired from the event stream), `docker rm`
-//! releases the address at once, a removal straight at dockerd is caught from the events, a new proxy
-//! rewires what a killed one missed (a default route lost included), `calicoctl container add --netns` wires a bare namespace, 50
-//! concurrent runs get distinct addresses and working interfaces, and a start that cannot be wired
-//! fails with the reason, stops the container and leaves no half-made interface; removals while the
-//! master is down are queued in the node's state dir and done, in order, as soon as it answers again.
+//! the wrapper), stop/start keeps IP, MAC and interface name (also when started straight at dockerd,
+//! rewired from the event stream), `docker rm` releases the address at once, a removal straight at
+//! dockerd is caught from the events, a new proxy rewires what a killed one missed (a lost default
+//! route included), `calicoctl container add --netns` wires a bare namespace, 50 concurrent runs get
+//! distinct addresses and working interfaces, a start that cannot be wired fails with the reason,
+//! stops the container and leaves no half-made interface, and removals while the master is down are
+//! queued in the node's state dir and done, in order, as soon as it answers again.
 //!
 //! The proxy runs in the test process (root namespace) with the lab host's namespace as its host
 //! namespace; the master runs in the test process on an in-memory store.
