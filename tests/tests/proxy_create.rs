@@ -121,6 +121,33 @@ fn docker(proxy: SocketAddr, args: &[&str]) -> Cmd {
     Cmd::new(argv).timeout(Duration::from_secs(60))
 }
 
+/// `POST /containers/create` with `env`, raw: the status code and the body of the answer.
+fn raw_create(proxy: SocketAddr, env: &[&str]) -> Result<(u16, serde_json::Value)> {
+    use std::io::{Read, Write};
+    let body =
+        json!({"Image": IMAGE, "Env": env, "Labels": {"calico-lab": "proxycreate"}}).to_string();
+    let mut s = std::net::TcpStream::connect(proxy)?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(
+        s,
+        "POST /v1.41/containers/create HTTP/1.1\r\nHost: docker\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut answer = String::new();
+    s.read_to_string(&mut answer)?;
+    let status = answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .with_context(|| format!("no status in {answer:?}"))?;
+    let json = answer
+        .split_once("\r\n\r\n")
+        .and_then(|(_, b)| serde_json::from_str(b.trim()).ok())
+        .unwrap_or_default();
+    Ok((status, json))
+}
+
 fn containers() -> Result<usize> {
     Ok(
         Cmd::new(["docker", "ps", "-aq", "--filter", &format!("label={LABEL}")])
@@ -206,7 +233,7 @@ fn calico_containers_are_reserved_and_rewritten_and_bad_ones_leave_nothing() -> 
                 "--label",
                 LABEL,
                 "-e",
-                "CALICO_IP=auto",
+                "CALICO_IP=10.65.0.50",
                 "-e",
                 "CALICO_PROFILE=add",
                 IMAGE,
@@ -229,7 +256,7 @@ fn calico_containers_are_reserved_and_rewritten_and_bad_ones_leave_nothing() -> 
                 "-p",
                 "8080:80",
                 "-e",
-                "CALICO_IP=auto",
+                "CALICO_IP=10.65.0.51",
                 IMAGE,
                 "sleep",
                 "1d",
@@ -240,10 +267,30 @@ fn calico_containers_are_reserved_and_rewritten_and_bad_ones_leave_nothing() -> 
             !out.success() && out.stderr.contains("rule add inbound"),
             "{out:?}"
         );
+        // Bad input is a client error with a Docker-style message naming the variable and value.
+        for env in [
+            "CALICO_IP=garbage",
+            "CALICO_IP=10.99.0.1",
+            "CALICO_IP=10.65.0.2",
+        ] {
+            let (status, answer) = raw_create(p, &[env])?;
+            let value = env.trim_start_matches("CALICO_IP=");
+            ensure!(
+                status == 400
+                    && answer["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains(value)),
+                "{env}: {status} {answer}"
+            );
+        }
         ensure!(containers()? == before, "no container was created");
-        match master.get("/v1/ipam/ips/10.99.0.1") {
-            Err(ClientError::Api { status, .. }) if (400..500).contains(&status) => {}
-            other => anyhow::bail!("10.99.0.1 must hold no reservation: {other:?}"),
+        // Nothing reserved: neither the address outside the pools nor the free ones the refused
+        // profile and published port asked for.
+        for ip in ["10.99.0.1", "10.65.0.50", "10.65.0.51"] {
+            match master.get(&format!("/v1/ipam/ips/{ip}")) {
+                Err(ClientError::Api { status, .. }) if (400..500).contains(&status) => {}
+                other => anyhow::bail!("{ip} must hold no reservation: {other:?}"),
+            }
         }
 
         // Automatic assignment, and a container that is not Calico's passes untouched.
@@ -317,6 +364,14 @@ fn calico_containers_are_reserved_and_rewritten_and_bad_ones_leave_nothing() -> 
         ensure!(
             !out.success() && out.stderr.contains("Calico master"),
             "{out:?}"
+        );
+        let (status, answer) = raw_create(p, &["CALICO_IP=auto"])?;
+        ensure!(
+            status == 503
+                && answer["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("Calico master")),
+            "{status} {answer}"
         );
         ensure!(containers()? == before);
         Ok(())
