@@ -11,7 +11,7 @@ mod bird;
 
 use std::time::Duration;
 
-use anyhow::{ensure, Result};
+use anyhow::{ensure, Context, Result};
 use bird::*;
 use calico_lab::wait::wait_until;
 use calico_lab::Lab;
@@ -650,6 +650,8 @@ fn multihop_through_the_tor(lab_name: &str, bird_as: u32, peer_opts: &str) -> Re
                     &format!("{a2},as={bird_as},{peer_opts}"),
                     "--announce",
                     "10.65.1.0/24",
+                    "--fib-scan",
+                    "1",
                 ],
             )?;
             ours.wait_established(&a2)?;
@@ -661,6 +663,24 @@ fn multihop_through_the_tor(lab_name: &str, bird_as: u32, peer_opts: &str) -> Re
                 peer["routes_accepted"] == 1 && peer["routes_advertised"] == 1,
                 "{peer}"
             );
+
+            // The way to the next hop changes (a second ToR address on subnet A carries it now):
+            // our route follows within a scan, without any BGP change.
+            let tor = lab.tor().context("a ToR")?;
+            let tor_a2 = plan.v4(calico_lab::Subnet::A, 253).to_string();
+            let addrs = tor.cmd(&["ip", "-o", "-4", "addr", "show"]).stdout()?;
+            let iface = addrs
+                .lines()
+                .find(|l| l.contains(&format!("inet {tor_a}/")))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .context("the ToR's interface on subnet A")?
+                .to_string();
+            tor.cmd(&["ip", "addr", "add", &format!("{tor_a2}/24"), "dev", &iface])
+                .run()?;
+            h1.cmd(&["ip", "route", "replace", &format!("{a2}/32"), "via", &tor_a2])
+                .run()?;
+            wait_kernel(h1, "10.65.2.0/24", &[&format!("via {tor_a2}"), "proto bgp"])?;
+            ensure!(bird.established("ours")?, "the session stayed up");
             Ok(())
         })
 }

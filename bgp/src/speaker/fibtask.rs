@@ -7,7 +7,8 @@
 //! four times while the kernel is busy (four ECMP peers sending the same routes) is written once. At start it adopts our routes a
 //! previous run left (graceful restart) and removes the ones nobody re-learned when told to sweep.
 //! A gateway the kernel cannot reach directly (a multihop peer's next hop) is resolved recursively
-//! through the kernel's own routes to it. Every [`FibSettings::scan`] it reads our routes back from the
+//! through the kernel's own routes to it, and again on every scan (one lookup per distinct next hop), so
+//! such routes follow a change of the way to their next hop. Every [`FibSettings::scan`] it reads our routes back from the
 //! kernel and restores what someone else deleted or changed (and deletes routes of our protocol that
 //! we do not hold), as BIRD's kernel protocol does on its scan.
 //! Inputs: [`FibOp`]s. Outputs: kernel routes of our protocol in our table; warnings for refusals.
@@ -496,11 +497,16 @@ impl FibTask {
         let mut matched = 0usize;
         let mut fix: Vec<(Prefix, Option<Gateways>)> = Vec::new();
         let mut foreign: Vec<(Prefix, Option<Gateways>)> = Vec::new();
+        // Routes through resolved gateways, with what the kernel holds: checked below against a
+        // fresh resolution, so they follow a change of the route to their next hop.
+        let mut through: Vec<(Prefix, Vec<IpAddr>)> = Vec::new();
         let (have, resolved) = (&self.have, &self.resolved);
         let scanned = self.fib.scan(|p, gws| match have.get(&p) {
             Some(h) => {
                 matched += 1;
-                if h[..] != gws[..] && !resolved.contains(&p) {
+                if resolved.contains(&p) {
+                    through.push((p, gws));
+                } else if h[..] != gws[..] {
                     fix.push((p, Some(h.clone())));
                 }
             }
@@ -524,6 +530,21 @@ impl FibTask {
                     .filter(|p| !seen.contains(p))
                     .map(|p| (p, self.have.get(&p).cloned())),
             );
+        }
+        let moved = self.moved_next_hops(through);
+        if !moved.is_empty() {
+            tracing::info!(
+                routes = moved.len(),
+                "the routes to some recursive next hops changed: following them"
+            );
+            // Written again through their BGP next hops, which the kernel refuses as unreachable and
+            // the write resolves afresh.
+            for (p, _) in &moved {
+                self.have.remove(p);
+                self.resolved.remove(p);
+            }
+            let mut moved = moved;
+            self.sync(&mut moved);
         }
         if fix.is_empty() && foreign.is_empty() {
             tracing::debug!(
@@ -550,11 +571,37 @@ impl FibTask {
         self.sync(&mut fix);
     }
 
-    /// The gateways through which the kernel reaches each of `gws` (recursive next hops).
+    /// Of the routes through resolved gateways (prefix, gateways in the kernel), those whose BGP next
+    /// hops now resolve to other gateways, with their BGP next hops; one lookup per distinct next-hop set.
+    fn moved_next_hops(
+        &mut self,
+        through: Vec<(Prefix, Vec<IpAddr>)>,
+    ) -> Vec<(Prefix, Option<Gateways>)> {
+        let mut fresh: std::collections::HashMap<Gateways, Vec<IpAddr>> =
+            std::collections::HashMap::new();
+        let mut moved = Vec::new();
+        for (p, in_kernel) in through {
+            let Some(wanted) = self.have.get(&p).cloned() else {
+                continue;
+            };
+            if !fresh.contains_key(&wanted) {
+                let now = self.resolve(&wanted);
+                fresh.insert(wanted.clone(), now);
+            }
+            let now = &fresh[&wanted];
+            if !now.is_empty() && now[..] != in_kernel[..] {
+                moved.push((p, Some(wanted)));
+            }
+        }
+        moved
+    }
+
+    /// The gateways through which the kernel reaches each of `gws` (recursive next hops; every
+    /// gateway of an ECMP route to one of them).
     fn resolve(&mut self, gws: &[IpAddr]) -> Vec<IpAddr> {
         let mut out = Vec::new();
         for gw in gws {
-            if let Some(via) = self.lookup_gateway(*gw) {
+            for via in self.lookup_gateways(*gw) {
                 if !out.contains(&via) {
                     out.push(via);
                 }
@@ -564,16 +611,21 @@ impl FibTask {
         out
     }
 
-    fn lookup_gateway(&mut self, dst: IpAddr) -> Option<IpAddr> {
+    fn lookup_gateways(&mut self, dst: IpAddr) -> Vec<IpAddr> {
         if self.lookup.is_none() {
             self.lookup = Socket::open(None).ok();
         }
-        let socket = self.lookup.as_mut()?;
+        let Some(socket) = self.lookup.as_mut() else {
+            return Vec::new();
+        };
         let seq = socket.next_seq();
-        let answers = socket.request_each(&get_route(dst, seq), &[seq]).ok()?;
-        let body = answers.get(&seq)?.as_ref().ok()?;
-        parse_route(body)?;
-        route_gateways(body).into_iter().next()
+        let Ok(answers) = socket.request_each(&get_route(dst, seq), &[seq]) else {
+            return Vec::new();
+        };
+        match answers.get(&seq) {
+            Some(Ok(body)) if parse_route(body).is_some() => route_gateways(body),
+            _ => Vec::new(),
+        }
     }
 }
 
