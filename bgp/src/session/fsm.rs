@@ -250,14 +250,20 @@ impl Session {
         Ok(vec![Action::Send(Message::Update(update))])
     }
 
-    /// Ends the session with `notification` (e.g. Cease / Maximum Number of Prefixes Reached, RFC 4486)
-    /// and keeps it down, as a manual stop does: no automatic restart, the peer's connections refused,
-    /// until [`Event::ManualStart`]. The peer's routes are not kept as stale (we never offer graceful
-    /// restart on notifications, RFC 8538). Nothing happens without a connection.
-    pub fn tear_down(&mut self, notification: Notification, now: Instant) -> Vec<Action> {
+    /// Ends the session with `notification` (e.g. Cease / Maximum Number of Prefixes Reached, RFC
+    /// 4486). With `restart` it starts again after the idle-hold delay, which grows with each failure;
+    /// without, it stays down as after a manual stop (the peer's connections refused) until
+    /// [`Event::ManualStart`]. The peer's routes are not kept as stale (we never offer graceful restart
+    /// on notifications, RFC 8538). Nothing happens without a connection.
+    pub fn tear_down(
+        &mut self,
+        notification: Notification,
+        restart: bool,
+        now: Instant,
+    ) -> Vec<Action> {
         let mut out = Vec::new();
         if self.state.has_connection() {
-            self.enabled = false;
+            self.enabled &= restart;
             self.go_down(
                 DownReason::NotificationSent(notification.clone()),
                 Some(notification),

@@ -236,9 +236,14 @@ impl Peer {
     }
 
     /// End the main session with `notification` ([`Session::tear_down`]).
-    pub fn tear_down(&mut self, notification: Notification, now: Instant) -> Vec<PeerAction> {
+    pub fn tear_down(
+        &mut self,
+        notification: Notification,
+        restart: bool,
+        now: Instant,
+    ) -> Vec<PeerAction> {
         let conn = self.main_conn.map(|c| c.0);
-        let mut out = tag(conn, self.main.tear_down(notification, now));
+        let mut out = tag(conn, self.main.tear_down(notification, restart, now));
         self.settle(now, &mut out);
         out
     }

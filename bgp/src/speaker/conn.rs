@@ -8,6 +8,7 @@
 //! Outputs: [`Input`]s on the core's queue; bytes on the wire.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -188,10 +189,20 @@ pub(super) enum Outgoing {
     Close,
 }
 
+/// The most bytes queued for a connection's writer beyond what its socket holds: a peer that stops
+/// reading (but keeps its session up) must not make us buffer without bound. A full table for one peer
+/// (1,000,000 routes) is about 10 MB.
+#[cfg(not(test))]
+pub(super) const MAX_QUEUED: usize = 64 << 20;
+#[cfg(test)]
+pub(super) const MAX_QUEUED: usize = 256 << 10;
+
 /// The core's side of one connection.
 #[derive(Debug)]
 pub(super) struct ConnHandle {
     writer: mpsc::UnboundedSender<Outgoing>,
+    /// Bytes handed to the writer and not yet written to the socket.
+    queued: Arc<AtomicUsize>,
     writer_task: JoinHandle<()>,
     reader_task: JoinHandle<()>,
     /// Our address on it.
@@ -201,7 +212,13 @@ pub(super) struct ConnHandle {
 impl ConnHandle {
     /// Queues bytes.
     pub fn send(&self, bytes: Vec<u8>) {
+        self.queued.fetch_add(bytes.len(), Ordering::Relaxed);
         let _ = self.writer.send(Outgoing::Data(bytes));
+    }
+
+    /// Bytes queued and not yet written to the socket.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
     }
 
     /// Flushes what is queued, then closes; drops the connection after a grace period in any case.
@@ -237,7 +254,8 @@ pub(super) fn attach(
     let _ = stream.set_nodelay(true);
     let (mut read, write) = stream.into_split();
     let (wtx, wrx) = mpsc::unbounded_channel();
-    let writer_task = tokio::spawn(writer(write, wrx));
+    let queued = Arc::new(AtomicUsize::new(0));
+    let writer_task = tokio::spawn(writer(write, wrx, Arc::clone(&queued)));
     let reader_task = tokio::spawn(async move {
         let mut buf = vec![0u8; READ_BUFFER];
         let credit = Arc::new(Semaphore::new(READS_QUEUED));
@@ -268,19 +286,25 @@ pub(super) fn attach(
     });
     Ok(ConnHandle {
         writer: wtx,
+        queued,
         writer_task,
         reader_task,
         local,
     })
 }
 
-async fn writer(mut w: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Outgoing>) {
+async fn writer(
+    mut w: OwnedWriteHalf,
+    mut rx: mpsc::UnboundedReceiver<Outgoing>,
+    queued: Arc<AtomicUsize>,
+) {
     while let Some(m) = rx.recv().await {
         match m {
             Outgoing::Data(bytes) => {
                 if w.write_all(&bytes).await.is_err() {
                     return;
                 }
+                queued.fetch_sub(bytes.len(), Ordering::Relaxed);
             }
             Outgoing::Close => break,
         }

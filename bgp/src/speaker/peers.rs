@@ -156,10 +156,14 @@ impl Core {
                 for bytes in parts {
                     h.send(bytes);
                 }
+                let backlog = h.queued();
                 if is_update {
                     if let Some(e) = self.peers.get_mut(&addr) {
                         e.updates_out += sent;
                     }
+                }
+                if backlog > super::conn::MAX_QUEUED {
+                    self.not_reading(addr, backlog, now);
                 }
             }
             Action::SessionEstablished(n) => self.established(addr, &n, now),
@@ -386,6 +390,19 @@ impl Core {
         }
     }
 
+    /// A peer has not read what we sent for so long that more than [`super::conn::MAX_QUEUED`] bytes
+    /// wait for it: its session ends with Cease / Out of Resources (RFC 4486) and starts again after
+    /// the idle-hold delay, which grows with each failure.
+    fn not_reading(&mut self, addr: IpAddr, backlog: usize, now: Instant) {
+        let Some(e) = self.peers.get_mut(&addr) else {
+            return;
+        };
+        tracing::warn!(peer = %addr, backlog, "the peer does not read what we send: ending the session (Cease 6/8)");
+        let n = Notification::new(code::CEASE, code::cease::OUT_OF_RESOURCES, Vec::new());
+        let actions = e.peer.tear_down(n, true, now);
+        self.apply(addr, actions, now);
+    }
+
     /// A peer sent more routes than its limit: say so, and with [`MaxPrefixAction::TearDown`] end its
     /// session with Cease / Maximum Number of Prefixes Reached (RFC 4486 §4: AFI, SAFI and the limit in
     /// its data, the family of the peer's address). The session stays down, as a router's does without
@@ -419,7 +436,7 @@ impl Core {
         data.push(family.safi);
         data.extend_from_slice(&u32::try_from(limit).unwrap_or(u32::MAX).to_be_bytes());
         let n = Notification::new(code::CEASE, code::cease::MAX_PREFIXES, data);
-        let actions = e.peer.tear_down(n, now);
+        let actions = e.peer.tear_down(n, false, now);
         self.apply(addr, actions, now);
     }
 }

@@ -352,3 +352,57 @@ async fn a_reflector_stamps_its_configured_cluster_id() {
     );
     speaker.shutdown(false).await;
 }
+
+/// A peer that keeps its session but stops reading must not make the speaker buffer without bound: past
+/// the writer's limit the session ends with Cease / Out of Resources.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_stops_reading_is_cut_off_not_buffered_for() {
+    let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let speaker = Speaker::start(SpeakerConfig {
+        asn: 65001,
+        router_id: Ipv4Addr::new(192, 0, 2, 1),
+        cluster_id: None,
+        listen: vec![SocketAddr::new(loopback, 0)],
+        fib: None,
+        ecmp: 1,
+        graceful_restart: None,
+    })
+    .await
+    .unwrap();
+    let addr = speaker.local_addrs()[0];
+    let settings = PeerSettings {
+        address: loopback,
+        asn: 65002,
+        passive: true,
+        hold_time: Duration::from_secs(90),
+        ..PeerSettings::default()
+    };
+    speaker.set_peers(vec![settings]).await.unwrap();
+    // A small receive window, so the kernel holds little of what the speaker sends.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(addr).await.unwrap();
+    let mut p = TestPeer::on(stream, Ipv4Addr::new(192, 0, 2, 2), 65002, 65001).await;
+    p.until(|p| p.eor).await;
+
+    // The peer reads no more; the speaker announces 100,000 routes (about 500 KB of UPDATEs).
+    let routes: Vec<LocalRoute> = (0..100_000u32)
+        .map(|i| LocalRoute {
+            prefix: ipnet::IpNet::new(IpAddr::V4(Ipv4Addr::from(0x0a40_0000 + i)), 32).unwrap(),
+            next_hop: None,
+            communities: Vec::new(),
+        })
+        .collect();
+    speaker.set_local_routes(routes).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = speaker.status().await;
+        let why = status[0].last_error.clone().unwrap_or_default();
+        if status[0].state != "Established" && why.contains("Out of Resources") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still {status:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    speaker.shutdown(false).await;
+}

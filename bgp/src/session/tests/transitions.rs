@@ -407,7 +407,7 @@ fn a_tear_down_sends_its_notification_drops_the_routes_and_stays_down() {
     let t0 = Instant::now();
     let mut s = established(config(), peer_open(), t0);
     let cease = Notification::new(6, 1, vec![0, 1, 1, 0, 0, 0, 100]);
-    let a = s.tear_down(cease.clone(), t0);
+    let a = s.tear_down(cease.clone(), false, t0);
     assert_eq!(notification(&a), Some(cease.clone()));
     assert!(matches!(
         a.as_slice(),
@@ -420,5 +420,13 @@ fn a_tear_down_sends_its_notification_drops_the_routes_and_stays_down() {
 
     // Without a connection there is nothing to tear down.
     let mut idle = Session::new(config());
-    assert!(idle.tear_down(cease, t0).is_empty());
+    assert!(idle.tear_down(cease.clone(), false, t0).is_empty());
+
+    // With a restart: it comes back after the idle-hold delay.
+    let mut s = established(config(), peer_open(), t0);
+    let a = s.tear_down(cease, true, t0);
+    assert!(matches!(a.last(), Some(Action::SessionDown(_))));
+    assert!(s.is_enabled());
+    let again = s.poll_timeout().expect("an automatic restart is scheduled");
+    assert!(again > t0, "after the idle-hold delay, not at once");
 }
