@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use bird::*;
+use calico_lab::cmd::Cmd;
 use calico_lab::wait::wait_until;
 use calico_lab::Lab;
 
@@ -309,6 +310,32 @@ fn ecmp_from_two_bird_peers_is_one_multipath_route() -> Result<()> {
         ensure!(
             group.contains("group") && group.contains("proto bgp"),
             "{group}"
+        );
+        // `calico-bgp routes` marks both paths: best first, both in the ECMP set; the text form shows
+        // `*>` and `*=`.
+        let routes = ours.routes()?;
+        let paths = routes
+            .as_array()
+            .and_then(|a| a.iter().find(|r| r["prefix"] == "10.65.9.0/24"))
+            .and_then(|r| r["paths"].as_array().cloned())
+            .unwrap_or_default();
+        ensure!(
+            paths.len() == 2
+                && paths[0]["best"] == true
+                && paths[1]["best"] == false
+                && paths.iter().all(|p| p["multipath"] == true),
+            "{routes}"
+        );
+        let text = Cmd::new([
+            bgp_bin()?.display().to_string(),
+            "routes".into(),
+            "--control".into(),
+            ours.control.display().to_string(),
+        ])
+        .stdout()?;
+        ensure!(
+            text.contains("*>") && text.contains("*="),
+            "the text marks best and ECMP:\n{text}"
         );
         // One peer goes away: the route falls back to the other.
         birds[1].birdc("disable ours")?;

@@ -234,6 +234,20 @@ fn we_keep_birds_routes_through_its_restart() -> Result<()> {
         wait_until(ROUTE, "10.65.2.0/24 fresh again", || {
             Ok(!stale("10.65.2.0/24")? && !kernel_route(h1, "10.65.2.0/24")?.is_empty())
         })?;
+
+        // A clean stop (SIGTERM) with graceful restart configured leaves our kernel routes in place
+        // for the next run to adopt (without it they go: bgp_bird.rs).
+        let mut ours = ours;
+        ours.daemon.stop(Duration::from_secs(5));
+        let log = std::fs::read_to_string(lab.dir().join("logs").join("ours.log"))?;
+        ensure!(
+            log.contains("BGP speaker stopped") && log.contains("keep_fib=true"),
+            "stopped cleanly, keeping the kernel routes (not killed after the grace period)"
+        );
+        ensure!(
+            !kernel_route(h1, "10.65.2.0/24")?.is_empty(),
+            "the route stays in the kernel after a clean stop with graceful restart"
+        );
         Ok(())
     })
 }
