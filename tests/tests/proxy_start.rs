@@ -373,6 +373,21 @@ fn containers_are_wired_before_they_run_and_cleaned_up_after() -> Result<()> {
         ensure!(out.contains(&format!("default via {} dev eth0", h1.ip6)), "{out}");
         // A /128, usable at once (no duplicate address detection: never "tentative", even for the
         // first process), with a link route to the IPv6 gateway.
+        // `auto` draws from a block of this host's own (not a /32 borrowed from another host's).
+        let v4: std::net::Ipv4Addr = out
+            .split_whitespace()
+            .skip_while(|w| *w != "inet")
+            .nth(1)
+            .and_then(|a| a.split('/').next())
+            .and_then(|a| a.parse().ok())
+            .context("an IPv4 address inside")?;
+        let routes = master.client()?.get(&format!("/v1/ipam/hosts/{}/routes", node_name(h1)))?;
+        let in_own_block = routes["blocks"].as_array().into_iter().flatten().any(|b| {
+            b.as_str()
+                .and_then(|b| b.parse::<ipnet::Ipv4Net>().ok())
+                .is_some_and(|net| net.contains(&v4))
+        });
+        ensure!(in_own_block, "{v4} lies in one of the host's blocks: {routes}");
         let v6 = out.lines().find(|l| l.contains("inet6 fd00:65::")).unwrap_or_default();
         ensure!(v6.contains("/128") && !out.contains("tentative"), "{out}");
         ensure!(out.lines().any(|l| l.starts_with(&format!("{} dev eth0", h1.ip6))), "a link route to the gateway: {out}");
