@@ -6,8 +6,9 @@
 //! dockerd is caught from the events, a new proxy rewires what a killed one missed (a lost default
 //! route included), `calicoctl container add --netns` wires a bare namespace, 50 concurrent runs get
 //! distinct addresses and working interfaces, a start that cannot be wired fails with the reason,
-//! stops the container and leaves no half-made interface, and removals while the master is down are
-//! queued in the node's state dir and done, in order, as soon as it answers again.
+//! stops the container and leaves no half-made interface, removals while the master is down are
+//! queued in the node's state dir and done, in order, as soon as it answers again, and two nodes on one
+//! dockerd each wire and register only their own containers.
 //!
 //! The proxy runs in the test process (root namespace) with the lab host's namespace as its host
 //! namespace; the master runs in the test process on an in-memory store.
@@ -727,6 +728,61 @@ fn removals_while_the_master_is_down_are_queued_and_done_when_it_is_back() -> Re
         );
         let left = std::fs::read_to_string(&queue)?;
         ensure!(left.trim() == "[]", "the queue is empty: {left}");
+        Ok(())
+    })
+}
+
+#[test]
+fn nodes_sharing_one_dockerd_touch_only_their_own_containers() -> Result<()> {
+    let _alone = root_and_alone();
+    Lab::builder("proxytwonodes").hosts(2).run(|lab| {
+        lab.docker()?;
+        let label = format!("calico-lab={}", lab.name());
+        let master = Master::start()?;
+        let (h1, h2) = (lab.host(1), lab.host(2));
+        let node1 = Node::start(&master, lab, h1)?;
+        let node2 = Node::start(&master, lab, h2)?;
+        let none_on_h2 = || -> Result<bool> {
+            let eps = master
+                .client()?
+                .get(&format!("/v1/endpoints?host={}", node_name(h2)))?;
+            Ok(eps.as_array().is_none_or(Vec::is_empty))
+        };
+
+        // Made through node 1: wired on h1 only, registered for h1 only.
+        let c = run_calico(&node1, &label, "CALICO_IP=10.65.2.5", &["sleep", "1d"])?;
+        ensure!(host_side_up(h1, &c)? && !host_side_up(h2, &c)?);
+        ensure!(endpoint_state(&master, h1, &c)?.as_deref() == Some("active") && none_on_h2()?);
+
+        // Stopped and started straight at dockerd: both nodes see the events; only node 1 acts.
+        direct(&["stop", "-t", "0", &c]).run()?;
+        wait_until(
+            Duration::from_secs(10),
+            "node 1 to mark it inactive",
+            || Ok(endpoint_state(&master, h1, &c)?.as_deref() == Some("inactive")),
+        )?;
+        direct(&["start", &c]).run()?;
+        wait_until(Duration::from_secs(10), "node 1 to rewire it", || {
+            host_side_up(h1, &c)
+        })?;
+        ensure!(
+            !host_side_up(h2, &c)? && none_on_h2()?,
+            "node 2 left it alone"
+        );
+
+        // Removed through node 2's proxy: the address is still released (node 1 acts on the destroy
+        // event) and node 2 registers nothing.
+        docker(&node2, &["rm", "-f", &c]).run()?;
+        wait_until(
+            Duration::from_secs(5),
+            "node 1 to release 10.65.2.5",
+            || {
+                Ok(holder(&master, "10.65.2.5")?.is_none()
+                    && endpoint_state(&master, h1, &c)?.is_none())
+            },
+        )?;
+        ensure!(none_on_h2()?);
+        drop(node2);
         Ok(())
     })
 }
