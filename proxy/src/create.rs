@@ -10,7 +10,7 @@
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use calico_master::client::ClientError;
 use http_body_util::{BodyExt, Limited};
@@ -28,13 +28,9 @@ const MAX_CREATE_BODY: usize = 4 << 20;
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
-/// A handle for addresses reserved before the container id exists.
-fn reservation_handle(node: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let node: String = node
-        .chars()
+/// The node's name as it goes into a reservation handle.
+fn handle_node(node: &str) -> String {
+    node.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
                 c
@@ -42,11 +38,60 @@ fn reservation_handle(node: &str) -> String {
                 '_'
             }
         })
-        .collect();
+        .collect()
+}
+
+/// A handle for addresses reserved before the container id exists.
+fn reservation_handle(node: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
     format!(
-        "proxy-{node}-{nanos}-{}",
+        "proxy-{}-{nanos}-{}",
+        handle_node(node),
         COUNTER.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+/// What an address handle of this node is, for the reconcile that frees what nothing holds. Pure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HandleKind {
+    /// A Docker container id (what a reservation is re-keyed to once Docker made the container).
+    Container,
+    /// A reservation of this node's proxy made `age` ago and never re-keyed (a create in flight, or
+    /// one cut short).
+    Reservation { age: Duration },
+    /// Anything else (another workload kind's): not the proxy's to free.
+    Other,
+}
+
+/// Tells what `handle` is, for node `node` at `now`.
+pub fn classify_handle(handle: &str, node: &str, now: SystemTime) -> HandleKind {
+    if handle.len() == 64
+        && handle
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
+        return HandleKind::Container;
+    }
+    let stamp = handle
+        .strip_prefix("proxy-")
+        .and_then(|rest| rest.strip_prefix(handle_node(node).as_str()))
+        .and_then(|rest| rest.strip_prefix('-'))
+        .and_then(|rest| rest.split_once('-'))
+        .and_then(|(nanos, counter)| {
+            counter.parse::<u64>().ok()?;
+            nanos.parse::<u128>().ok()
+        });
+    match stamp {
+        Some(nanos) => {
+            let made = UNIX_EPOCH + Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX));
+            HandleKind::Reservation {
+                age: now.duration_since(made).unwrap_or_default(),
+            }
+        }
+        None => HandleKind::Other,
+    }
 }
 
 fn master_error(what: &str, e: &ClientError) -> Response<Body> {
@@ -204,4 +249,35 @@ pub async fn hook(
         }
     }
     Response::from_parts(rparts, full(answer))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handles_tell_containers_reservations_and_the_rest() {
+        let now = SystemTime::now();
+        let id = "0123456789abcdef".repeat(4);
+        assert_eq!(classify_handle(&id, "h1", now), HandleKind::Container);
+        let mine = reservation_handle("h1");
+        assert!(matches!(
+            classify_handle(&mine, "h1", now + Duration::from_secs(60)),
+            HandleKind::Reservation { age } if age >= Duration::from_secs(59)
+        ));
+        // Another node's reservation (even one whose name starts like ours), a netns workload's
+        // handle, a shortened id: not ours to free.
+        assert_eq!(
+            classify_handle(&reservation_handle("h1-2"), "h1", now),
+            HandleKind::Other
+        );
+        assert_eq!(classify_handle(&mine, "h2", now), HandleKind::Other);
+        assert_eq!(classify_handle("netns-w1", "h1", now), HandleKind::Other);
+        assert_eq!(classify_handle(&id[..12], "h1", now), HandleKind::Other);
+        let odd = reservation_handle("node.example");
+        assert!(matches!(
+            classify_handle(&odd, "node.example", now),
+            HandleKind::Reservation { .. }
+        ));
+    }
 }

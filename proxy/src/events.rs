@@ -17,6 +17,7 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 
 use crate::container::{self, labelled_for, short};
+use crate::create::{classify_handle, HandleKind};
 use crate::docker;
 use crate::error::Error;
 use crate::hooks::workload::{DOCKER, NODE_LABEL};
@@ -158,13 +159,16 @@ pub struct Reconciled {
     pub stopped: usize,
     /// Endpoints removed because their container is gone.
     pub removed: usize,
+    /// Address reservations freed that no container of this node holds any more.
+    pub released: usize,
     /// Per-container failures (the rest went on).
     pub errors: Vec<String>,
 }
 
 /// Makes the node right once: endpoints of this host whose containers are gone are deleted (and their
-/// addresses released); running Calico containers of this node are wired where they are not, and
-/// registered; stopped ones are marked inactive. Fails only if the daemon cannot be asked.
+/// addresses released), and so are addresses nothing holds any more ([`release_orphans`]); running
+/// Calico containers of this node are wired where they are not, and registered; stopped ones are marked
+/// inactive. Fails only if the daemon cannot be asked.
 pub async fn reconcile(up: &Upstream) -> Result<Reconciled, Error> {
     let Some(calico) = up.calico.clone() else {
         return Ok(Reconciled::default());
@@ -212,6 +216,7 @@ pub async fn reconcile(up: &Upstream) -> Result<Reconciled, Error> {
             .errors
             .push(format!("listing this host's endpoints: {e}")),
     }
+    release_orphans(up, &calico, &mut done).await;
     for id in ids {
         let info = match docker::inspect(&up.socket, &id).await {
             Ok(Some(info)) => info,
@@ -243,6 +248,49 @@ pub async fn reconcile(up: &Upstream) -> Result<Reconciled, Error> {
         }
     }
     Ok(done)
+}
+
+/// How old a reservation of this node's proxy must be before reconcile frees it: a create in flight
+/// holds one for a moment, until Docker has answered.
+const RESERVATION_GRACE: Duration = Duration::from_secs(600);
+
+/// Frees the addresses this node holds that nothing holds any more (after the endpoints, which free their
+/// own): a container's whose container is gone (created, then removed while no proxy ran, never
+/// started so never registered) and reservations of this node's proxy never re-keyed to a container (a
+/// create cut short by a crash).
+async fn release_orphans(up: &Upstream, calico: &Calico, done: &mut Reconciled) {
+    let path = format!("/v1/ipam/hosts/{}/handles", docker::encode(&calico.node));
+    let listed = match calico.master.get(&path).await {
+        Ok(v) => v,
+        Err(e) => {
+            done.errors
+                .push(format!("listing this host's addresses: {e}"));
+            return;
+        }
+    };
+    let handles = listed["handles"].as_array().cloned().unwrap_or_default();
+    for h in handles {
+        let Some(handle) = h["handle_id"].as_str() else {
+            continue;
+        };
+        let orphan = match classify_handle(handle, &calico.node, std::time::SystemTime::now()) {
+            HandleKind::Container => matches!(docker::inspect(&up.socket, handle).await, Ok(None)),
+            HandleKind::Reservation { age } => age > RESERVATION_GRACE,
+            HandleKind::Other => false,
+        };
+        if !orphan {
+            continue;
+        }
+        tracing::info!(%handle, ips = %h["ips"], "freeing addresses nothing holds any more");
+        match calico
+            .master
+            .delete(&format!("/v1/ipam/handles/{handle}"))
+            .await
+        {
+            Ok(_) => done.released += 1,
+            Err(e) => done.errors.push(format!("{}: {e}", short(handle))),
+        }
+    }
 }
 
 /// Everything calico-node runs beside the listener: a reconcile (retried until the daemon answers),

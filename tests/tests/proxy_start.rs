@@ -420,7 +420,35 @@ fn a_new_proxy_rewires_what_a_killed_one_missed_and_calicoctl_wires_namespaces()
         let gone = run_calico(&node, &label, "CALICO_IP=10.65.1.2", &["sleep", "1d"])?;
         let back = run_calico(&node, &label, "CALICO_IP=10.65.1.3", RECORD)?;
         let routeless = run_calico(&node, &label, "CALICO_IP=10.65.1.4", &["sleep", "1d"])?;
+        let created = docker(
+            &node,
+            &[
+                "create",
+                "--label",
+                &label,
+                "-e",
+                "CALICO_IP=10.65.1.5",
+                IMAGE,
+                "sleep",
+                "1d",
+            ],
+        )
+        .stdout()?;
         drop(node); // killed: no cleanup of its own
+
+        // Created, never started (so never registered), removed while no proxy runs: its address is
+        // held by its id. A reservation a crashed create left (never re-keyed), and another kind of
+        // workload's address on this host, which is not the proxy's to free.
+        direct(&["rm", &created]).run()?;
+        ensure!(holder(&master, "10.65.1.5")?.as_deref() == Some(created.as_str()));
+        let c = master.client()?;
+        let stale = format!("proxy-{}-1000-0", node_name(h1));
+        for (handle, ip) in [(stale.as_str(), "10.65.1.6"), ("netns-keep", "10.65.1.7")] {
+            c.post(
+                "/v1/ipam/assign",
+                &json!({"host": node_name(h1), "handle_id": handle, "request": ip}),
+            )?;
+        }
 
         // One container loses its default route (its interface and address stay): not network-ready.
         let pid = direct(&["inspect", "-f", "{{.State.Pid}}", &routeless]).stdout()?;
@@ -465,6 +493,14 @@ fn a_new_proxy_rewires_what_a_killed_one_missed_and_calicoctl_wires_namespaces()
             "the reconcile to restore the default route",
             has_default,
         )?;
+        ensure!(
+            holder(&master, "10.65.1.5")?.is_none() && holder(&master, "10.65.1.6")?.is_none(),
+            "the reconcile freed what nothing holds"
+        );
+        ensure!(
+            holder(&master, "10.65.1.7")?.as_deref() == Some("netns-keep"),
+            "and left another workload's address alone"
+        );
         let first = direct(&["exec", &back, "cat", "/tmp/first"]).stdout()?;
         ensure!(
             first.contains("inet 10.65.1.3/32") && first.contains("default via"),

@@ -436,6 +436,29 @@ pub(crate) fn routes(store: &dyn Store, host: &str) -> Result<Value, ApiError> {
     Ok(json!({"host": host, "blocks": blocks, "host_routes": host_routes}))
 }
 
+/// `GET /v1/ipam/hosts/<host>/handles`: every handle holding addresses used on the host, with those
+/// addresses (`{"host": H, "handles": [{"handle_id": W, "ips": [...]}]}`, sorted by handle), so that a node
+/// can release what none of its workloads holds any more.
+pub(crate) fn handles(store: &dyn Store, host: &str) -> Result<Value, ApiError> {
+    validate_hostname("host", host)?;
+    let loaded = load(store)?;
+    let mut by: std::collections::BTreeMap<&str, Vec<String>> = std::collections::BTreeMap::new();
+    for block in loaded.state.blocks.values() {
+        for (ip, owner) in block.allocated() {
+            if owner.host == host {
+                by.entry(owner.handle_id.as_str())
+                    .or_default()
+                    .push(ip.to_string());
+            }
+        }
+    }
+    let handles: Vec<Value> = by
+        .into_iter()
+        .map(|(handle, ips)| json!({"handle_id": handle, "ips": ips}))
+        .collect();
+    Ok(json!({"host": host, "handles": handles}))
+}
+
 /// `POST /v1/ipam/handles/<handle>/rename {"handle_id": NEW}`: move every address of a handle to a new
 /// handle. The Docker proxy reserves addresses before Docker has made the container (so before its id
 /// exists) and then re-keys the reservation to the container id.

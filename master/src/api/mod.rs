@@ -34,6 +34,7 @@
 //! DELETE /v1/ipam/handles/<handle>                  release every address of a handle (workload)
 //! POST   /v1/ipam/handles/<handle>/rename  {"handle_id": NEW}   re-key a reservation (proxy: to the container id)
 //! GET    /v1/ipam/hosts/<host>/routes               {"host","blocks":[CIDR],"host_routes":[IP]} to announce
+//! GET    /v1/ipam/hosts/<host>/handles              {"host","handles":[{"handle_id","ips"}]} on that host
 //! GET    /v1/endpoints[?host=H]                     [endpoint] (key fields + the original's value fields)
 //! POST   /v1/endpoints  {endpoint}                  201 created / 200 replaced; IPs must be assigned to it
 //! GET    /v1/endpoints/<id>                         one endpoint (ids are unique cluster-wide)

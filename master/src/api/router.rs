@@ -280,6 +280,10 @@ impl Api {
                 "GET" => Ok((200, ipam::routes(store, host)?)),
                 _ => Err(not_allowed()),
             },
+            ["v1", "ipam", "hosts", host, "handles"] => match m {
+                "GET" => Ok((200, ipam::handles(store, host)?)),
+                _ => Err(not_allowed()),
+            },
             ["v1", "ipam", "handles", handle, "rename"] => match m {
                 "POST" => Ok((
                     200,
@@ -448,6 +452,7 @@ fn route_name(segs: &[&str]) -> &'static str {
         ["v1", "ipam", "handles", _] => "/v1/ipam/handles/{handle}",
         ["v1", "ipam", "handles", _, "rename"] => "/v1/ipam/handles/{handle}/rename",
         ["v1", "ipam", "hosts", _, "routes"] => "/v1/ipam/hosts/{host}/routes",
+        ["v1", "ipam", "hosts", _, "handles"] => "/v1/ipam/hosts/{host}/handles",
         ["v1", "endpoints"] => "/v1/endpoints",
         ["v1", "endpoints", _] => "/v1/endpoints/{id}",
         ["v1", "endpoints", _, "profiles"] => "/v1/endpoints/{id}/profiles",

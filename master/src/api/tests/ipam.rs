@@ -82,6 +82,28 @@ async fn explicit_auto_and_dual_stack() {
         json!({"host": "h2", "blocks": [], "host_routes": ["10.65.0.9"]})
     );
     api_err(c.get("/v1/ipam/hosts/bad%20host/routes").await, 400);
+    // The handles of a host's addresses (wherever their blocks are), with them.
+    assert_eq!(
+        c.get("/v1/ipam/hosts/h2/handles").await.expect("handles"),
+        json!({"host": "h2", "handles": [{"handle_id": "w5", "ips": ["10.65.0.9"]}]})
+    );
+    let h1 = c.get("/v1/ipam/hosts/h1/handles").await.expect("handles");
+    let names: Vec<&str> = h1["handles"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter_map(|h| h["handle_id"].as_str())
+        .collect();
+    assert_eq!(names, ["w1", "w2", "w3", "w4"]);
+    assert_eq!(
+        h1["handles"][1]["ips"],
+        json!(["10.65.0.2", "fd80:24e2:f998:72d6::1"])
+    );
+    assert_eq!(
+        c.get("/v1/ipam/hosts/h3/handles").await.expect("handles"),
+        json!({"host": "h3", "handles": []})
+    );
+    api_err(c.get("/v1/ipam/hosts/bad%20host/handles").await, 400);
     let info = c
         .get("/v1/ipam/ips/fd80:24e2:f998:72d6::1")
         .await
