@@ -17,16 +17,6 @@ use calico_lab::cmd::Cmd;
 use calico_lab::wait::wait_until;
 use calico_lab::Lab;
 
-fn preflight() -> Result<()> {
-    ensure!(
-        rustix::process::geteuid().is_root(),
-        "needs root: run the README's test command"
-    );
-    need_bird()?;
-    bgp_bin()?;
-    Ok(())
-}
-
 /// The nexthop object a route line of `ip route` names (`nhid N`).
 fn nhid(line: &str) -> Result<String> {
     let mut words = line.split_whitespace();
@@ -36,10 +26,6 @@ fn nhid(line: &str) -> Result<String> {
         .map(String::from)
         .ok_or_else(|| anyhow::anyhow!("no nexthop object in {line:?}"))
 }
-
-/// Our AS, BIRD's AS.
-const OURS: u32 = 65001;
-const THEIRS: u32 = 65002;
 
 #[test]
 fn ebgp_ipv4_routes_reach_both_kernels_and_withdrawals_follow() -> Result<()> {

@@ -13,16 +13,6 @@ use bird::*;
 use calico_lab::wait::wait_until;
 use calico_lab::Lab;
 
-fn preflight() -> Result<()> {
-    ensure!(
-        rustix::process::geteuid().is_root(),
-        "needs root: run the README's test command"
-    );
-    need_bird()?;
-    bgp_bin()?;
-    Ok(())
-}
-
 /// Communities on one route: 1,100 of them take 4,400 bytes, more than a 4,096-byte message holds.
 const MANY: u32 = 1100;
 

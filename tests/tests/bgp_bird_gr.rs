@@ -17,11 +17,7 @@ use calico_lab::Lab;
 
 #[test]
 fn graceful_restart_keeps_forwarding_on_both_sides() -> Result<()> {
-    ensure!(
-        rustix::process::geteuid().is_root(),
-        "needs root: run the README's test command"
-    );
-    need_bird()?;
+    preflight()?;
     Lab::builder("bgpbirdgr").hosts(2).run(|lab| {
         let (h1, h2) = (lab.host(1), lab.host(2));
         let (a1, a2) = (h1.ip.to_string(), h2.ip.to_string());
@@ -148,11 +144,7 @@ fn graceful_restart_keeps_forwarding_on_both_sides() -> Result<()> {
 /// longer announces goes.
 #[test]
 fn we_keep_birds_routes_through_its_restart() -> Result<()> {
-    ensure!(
-        rustix::process::geteuid().is_root(),
-        "needs root: run the README's test command"
-    );
-    need_bird()?;
+    preflight()?;
     Lab::builder("bgpbirdgrh").hosts(2).run(|lab| {
         let (h1, h2) = (lab.host(1), lab.host(2));
         let (a1, a2) = (h1.ip.to_string(), h2.ip.to_string());

@@ -16,20 +16,6 @@ use bird::*;
 use calico_lab::wait::wait_until;
 use calico_lab::{Host, Lab};
 
-fn preflight() -> Result<()> {
-    ensure!(
-        rustix::process::geteuid().is_root(),
-        "needs root: run the README's test command"
-    );
-    need_bird()?;
-    bgp_bin()?;
-    Ok(())
-}
-
-/// Our AS, BIRD's AS.
-const OURS: u32 = 65001;
-const THEIRS: u32 = 65002;
-
 /// BIRD on `h2` announcing `routes` (static lines, with their own filters) to us on `h1`.
 fn bird_announcing(lab: &Lab, h1: &Host, h2: &Host, routes: &str) -> Result<Bird> {
     let (a1, a2) = (h1.ip.to_string(), h2.ip.to_string());

@@ -15,19 +15,6 @@ use anyhow::{ensure, Context, Result};
 use bird::*;
 use calico_lab::Lab;
 
-fn preflight() -> Result<()> {
-    ensure!(
-        rustix::process::geteuid().is_root(),
-        "needs root: run the README's test command"
-    );
-    need_bird()?;
-    bgp_bin()?;
-    Ok(())
-}
-
-const OURS: u32 = 65001;
-const THEIRS: u32 = 65002;
-
 #[test]
 fn sighup_adds_a_peer_and_a_route_without_resetting_the_existing_session() -> Result<()> {
     preflight()?;

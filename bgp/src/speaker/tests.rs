@@ -109,6 +109,19 @@ impl TestPeer {
     }
 }
 
+/// A speaker of AS 65001 with no FIB, listening on a free port of 127.0.0.1.
+async fn loopback_speaker() -> Speaker {
+    Speaker::start(SpeakerConfig {
+        asn: 65001,
+        router_id: Ipv4Addr::new(192, 0, 2, 1),
+        listen: vec![SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0)],
+        fib: None,
+        ..SpeakerConfig::default()
+    })
+    .await
+    .unwrap()
+}
+
 fn prefix(s: &str) -> Prefix {
     let (a, l) = s.split_once('/').unwrap();
     Prefix::new(a.parse().unwrap(), l.parse().unwrap()).unwrap()
@@ -117,17 +130,7 @@ fn prefix(s: &str) -> Prefix {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_speaker_peers_announces_learns_withdraws_and_deconfigures() {
     let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    let speaker = Speaker::start(SpeakerConfig {
-        asn: 65001,
-        router_id: Ipv4Addr::new(192, 0, 2, 1),
-        cluster_id: None,
-        listen: vec![SocketAddr::new(loopback, 0)],
-        fib: None,
-        ecmp: 1,
-        graceful_restart: None,
-    })
-    .await
-    .unwrap();
+    let speaker = loopback_speaker().await;
     let addr = speaker.local_addrs()[0];
     assert_ne!(addr.port(), 0);
 
@@ -358,17 +361,7 @@ async fn a_reflector_stamps_its_configured_cluster_id() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_that_stops_reading_is_cut_off_not_buffered_for() {
     let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    let speaker = Speaker::start(SpeakerConfig {
-        asn: 65001,
-        router_id: Ipv4Addr::new(192, 0, 2, 1),
-        cluster_id: None,
-        listen: vec![SocketAddr::new(loopback, 0)],
-        fib: None,
-        ecmp: 1,
-        graceful_restart: None,
-    })
-    .await
-    .unwrap();
+    let speaker = loopback_speaker().await;
     let addr = speaker.local_addrs()[0];
     let settings = PeerSettings {
         address: loopback,

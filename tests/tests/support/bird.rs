@@ -43,6 +43,21 @@ pub fn need_bird() -> Result<()> {
     Ok(())
 }
 
+/// Our AS and BIRD's in the tests.
+pub const OURS: u32 = 65001;
+pub const THEIRS: u32 = 65002;
+
+/// Asserts what these tests need: root, BIRD, and our daemon's binary.
+pub fn preflight() -> Result<()> {
+    ensure!(
+        rustix::process::geteuid().is_root(),
+        "needs root: run the README's test command"
+    );
+    need_bird()?;
+    bgp_bin()?;
+    Ok(())
+}
+
 /// A BIRD instance in a lab host.
 pub struct Bird {
     pub name: String,
