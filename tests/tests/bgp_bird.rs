@@ -443,67 +443,39 @@ fn communities_and_large_communities_cross_both_ways() -> Result<()> {
 
 #[test]
 fn md5_right_password_establishes_and_wrong_one_does_not() -> Result<()> {
-    preflight()?;
-    Lab::builder("bgpbirdmd5").hosts(3).run(|lab| {
-        let (h1, h2, h3) = (lab.host(1), lab.host(2), lab.host(3));
-        let a1 = h1.ip.to_string();
-        let mut birds = Vec::new();
-        for h in [h2, h3] {
-            let a = h.ip.to_string();
-            let conf = format!(
-                "{}protocol static s4 {{ ipv4; route 10.65.{}.0/24 blackhole; }}\n{}",
-                bird_head(&a),
-                &h.name[1..],
-                bird_bgp(
-                    "ours",
-                    &a,
-                    THEIRS,
-                    &a1,
-                    OURS,
-                    &v4_channel(""),
-                    "password \"s3cret\";"
-                )
-            );
-            birds.push(Bird::start(lab, h, &format!("bird-{}", h.name), &conf)?);
-        }
-        let (a2, a3) = (h2.ip.to_string(), h3.ip.to_string());
-        let ours = Ours::start(
-            lab,
-            h1,
-            "ours",
-            &[
-                "--asn",
-                "65001",
-                "--router-id",
-                &a1,
-                "--peer",
-                &format!("{a2},as=65002,hold=9,password=s3cret"),
-                "--peer",
-                &format!("{a3},as=65002,hold=9,password=wrong"),
-            ],
-        )?;
-        ours.wait_established(&a2)?;
-        birds[0].wait_established("ours")?;
-        wait_kernel(h1, "10.65.2.0/24", &[&format!("via {a2}")])?;
-        // The wrong key never gets a session (the kernels drop the unsigned/mis-signed segments).
-        std::thread::sleep(Duration::from_secs(6));
-        let peer = ours.peer(&a3)?;
-        ensure!(peer["state"] != "Established", "{peer}");
-        ensure!(!birds[1].established("ours")?);
-        ensure!(kernel_route(h1, "10.65.3.0/24")?.is_empty());
-        Ok(())
-    })
+    // The wrong key never gets a session (the kernels drop the unsigned/mis-signed segments).
+    one_accepted_one_refused(
+        "bgpbirdmd5",
+        ["password \"s3cret\";", "password \"s3cret\";"],
+        ["password=s3cret", "password=wrong"],
+    )
 }
 
 #[test]
 fn gtsm_with_a_gtsm_peer_establishes_and_a_peer_sending_a_low_ttl_does_not() -> Result<()> {
+    // h2 does GTSM (sends with TTL 255, wants 255); h3 does not: its packets arrive with TTL 64, below
+    // 255, and our kernel drops them.
+    one_accepted_one_refused(
+        "bgpbirdttl",
+        ["ttl security on;", ""],
+        ["ttl-security", "ttl-security"],
+    )
+}
+
+/// Two BIRD peers (h2, h3, with `bird_extra` in their BGP blocks) of our daemon on h1 (with `our_opts`
+/// on the two `--peer`s): the session with h2 comes up and its route reaches our kernel; the one with
+/// h3 never does, on either side.
+fn one_accepted_one_refused(
+    lab_name: &str,
+    bird_extra: [&str; 2],
+    our_opts: [&str; 2],
+) -> Result<()> {
     preflight()?;
-    Lab::builder("bgpbirdttl").hosts(3).run(|lab| {
+    Lab::builder(lab_name).hosts(3).run(|lab| {
         let (h1, h2, h3) = (lab.host(1), lab.host(2), lab.host(3));
         let a1 = h1.ip.to_string();
-        // h2 does GTSM (sends with TTL 255, wants 255); h3 does not (sends with TTL 64).
         let mut birds = Vec::new();
-        for (h, extra) in [(h2, "ttl security on;"), (h3, "")] {
+        for (h, extra) in [(h2, bird_extra[0]), (h3, bird_extra[1])] {
             let a = h.ip.to_string();
             let conf = format!(
                 "{}protocol static s4 {{ ipv4; route 10.65.{}.0/24 blackhole; }}\n{}",
@@ -524,15 +496,14 @@ fn gtsm_with_a_gtsm_peer_establishes_and_a_peer_sending_a_low_ttl_does_not() -> 
                 "--router-id",
                 &a1,
                 "--peer",
-                &format!("{a2},as=65002,hold=9,ttl-security"),
+                &format!("{a2},as=65002,hold=9,{}", our_opts[0]),
                 "--peer",
-                &format!("{a3},as=65002,hold=9,ttl-security"),
+                &format!("{a3},as=65002,hold=9,{}", our_opts[1]),
             ],
         )?;
         ours.wait_established(&a2)?;
         birds[0].wait_established("ours")?;
         wait_kernel(h1, "10.65.2.0/24", &[&format!("via {a2}")])?;
-        // h3's packets arrive with TTL 64, below 255: dropped by our kernel, no session either way.
         std::thread::sleep(Duration::from_secs(6));
         let peer = ours.peer(&a3)?;
         ensure!(peer["state"] != "Established", "{peer}");
