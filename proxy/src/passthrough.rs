@@ -18,7 +18,8 @@
 //! uncompressed (HTTP lets a server always answer with the identity encoding, and clients decompress
 //! only what says it is compressed).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError};
 
 use bytes::Bytes;
@@ -46,6 +47,8 @@ pub struct Upstream {
     pub socket: PathBuf,
     pub calico: Option<Arc<Calico>>,
     idle: Idle,
+    /// Upstream connections whose driving task still runs (shared by the clones).
+    live: Arc<AtomicUsize>,
 }
 
 impl Upstream {
@@ -55,7 +58,13 @@ impl Upstream {
             socket: socket.into(),
             calico,
             idle: Idle::default(),
+            live: Arc::default(),
         }
+    }
+
+    /// The connections to the daemon open now (in use, parked, or ending): what a leak would grow.
+    pub fn live_connections(&self) -> usize {
+        self.live.load(Ordering::Relaxed)
     }
 }
 
@@ -134,7 +143,8 @@ pub fn docker_error(status: StatusCode, message: &str) -> Response<Body> {
     resp
 }
 
-async fn connect(socket: &Path) -> Result<SendRequest<ReqBody>, String> {
+async fn connect(upstream: &Upstream) -> Result<SendRequest<ReqBody>, String> {
+    let socket = upstream.socket.as_path();
     let stream = UnixStream::connect(socket).await.map_err(|e| {
         format!(
             "cannot reach the Docker daemon at {}: {e}",
@@ -151,10 +161,13 @@ async fn connect(socket: &Path) -> Result<SendRequest<ReqBody>, String> {
                 socket.display()
             )
         })?;
+    let live = Arc::clone(&upstream.live);
+    live.fetch_add(1, Ordering::Relaxed);
     tokio::spawn(async move {
         if let Err(e) = conn.with_upgrades().await {
             tracing::debug!("upstream connection ended: {e}");
         }
+        live.fetch_sub(1, Ordering::Relaxed);
     });
     Ok(sender)
 }
@@ -232,7 +245,7 @@ pub async fn send(
         // A connection opened for this request is not tried again: its failure is the daemon's.
         let (mut sender, opened) = match kept {
             Some(sender) => (sender, false),
-            None => match connect(&upstream.socket).await {
+            None => match connect(upstream).await {
                 Ok(sender) => (sender, true),
                 Err(message) => return docker_error(StatusCode::BAD_GATEWAY, &message),
             },
@@ -271,7 +284,7 @@ fn path_only(uri: &hyper::Uri) -> hyper::Uri {
 }
 
 async fn forward_upgrade(mut req: Request<Incoming>, upstream: &Upstream) -> Response<Body> {
-    let mut sender = match connect(&upstream.socket).await {
+    let mut sender = match connect(upstream).await {
         Ok(s) => s,
         Err(message) => return docker_error(StatusCode::BAD_GATEWAY, &message),
     };
