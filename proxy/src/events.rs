@@ -216,7 +216,7 @@ pub async fn reconcile(up: &Upstream) -> Result<Reconciled, Error> {
             .errors
             .push(format!("listing this host's endpoints: {e}")),
     }
-    release_orphans(up, &calico, &mut done).await;
+    release_orphans(up, &calico, &ids, &mut done).await;
     for id in ids {
         let info = match docker::inspect(&up.socket, &id).await {
             Ok(Some(info)) => info,
@@ -257,8 +257,8 @@ const RESERVATION_GRACE: Duration = Duration::from_secs(600);
 /// Frees the addresses this node holds that nothing holds any more (after the endpoints, which free their
 /// own): a container's whose container is gone (created, then removed while no proxy ran, never
 /// started so never registered) and reservations of this node's proxy never re-keyed to a container (a
-/// create cut short by a crash).
-async fn release_orphans(up: &Upstream, calico: &Calico, done: &mut Reconciled) {
+/// create cut short by a crash). `ours` are the containers of this node Docker has (asked no further).
+async fn release_orphans(up: &Upstream, calico: &Calico, ours: &[String], done: &mut Reconciled) {
     let path = format!("/v1/ipam/hosts/{}/handles", docker::encode(&calico.node));
     let listed = match calico.master.get(&path).await {
         Ok(v) => v,
@@ -274,6 +274,7 @@ async fn release_orphans(up: &Upstream, calico: &Calico, done: &mut Reconciled) 
             continue;
         };
         let orphan = match classify_handle(handle, &calico.node, std::time::SystemTime::now()) {
+            HandleKind::Container if ours.iter().any(|id| id == handle) => false,
             HandleKind::Container => matches!(docker::inspect(&up.socket, handle).await, Ok(None)),
             HandleKind::Reservation { age } => age > RESERVATION_GRACE,
             HandleKind::Other => false,

@@ -49,11 +49,13 @@ async fn fake_daemon(listener: UnixListener, taken: Arc<AtomicUsize>) {
                 let taken = Arc::clone(&taken);
                 async move {
                     if req.uri().path() == "/big" {
-                        let body = Produced {
-                            left: BIG_BODY,
-                            taken,
-                        }
-                        .boxed();
+                        // 1 MiB chunks, each made (and counted) when hyper asks for it, so only
+                        // when it can send it on.
+                        let chunks = (0..BIG_BODY >> 20).map(move |_| {
+                            taken.fetch_add(1 << 20, Ordering::Relaxed);
+                            Bytes::from(vec![b'x'; 1 << 20])
+                        });
+                        let body = Chunks(chunks).boxed();
                         return Ok::<_, Infallible>(Response::new(body));
                     }
                     let auth = req.headers().get("x-registry-auth").map_or(0, |v| v.len());
@@ -141,7 +143,8 @@ async fn keep_alive_large_headers_and_chunked_bodies_pass_through() {
     // A chunked body of 1 MiB in 64 KiB chunks, on the same connection.
     let data = pattern(7, 1 << 20);
     let sum: u64 = data.iter().map(|b| u64::from(*b)).sum();
-    let body = Chunks(data.chunks(64 * 1024).map(Bytes::copy_from_slice).collect()).boxed();
+    let chunks: Vec<Bytes> = data.chunks(64 * 1024).map(Bytes::copy_from_slice).collect();
+    let body = Chunks(chunks.into_iter()).boxed();
     let req = Request::post("/v1.41/build")
         .header("Host", "docker")
         .header("Content-Type", "application/x-tar")
@@ -159,31 +162,6 @@ async fn keep_alive_large_headers_and_chunked_bodies_pass_through() {
         .expect("a request");
     let (got, _) = call(&mut sender, req).await;
     assert_eq!(got["body"], 0, "{got}");
-}
-
-/// An answer body of `left` bytes in 1 MiB chunks, each made when hyper asks for it (so only when it
-/// can send it on), counted in `taken`.
-struct Produced {
-    left: usize,
-    taken: Arc<AtomicUsize>,
-}
-
-impl hyper::body::Body for Produced {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        let n = self.left.min(1 << 20);
-        if n == 0 {
-            return std::task::Poll::Ready(None);
-        }
-        self.left -= n;
-        self.taken.fetch_add(n, Ordering::Relaxed);
-        std::task::Poll::Ready(Some(Ok(Frame::data(Bytes::from(vec![b'x'; n])))))
-    }
 }
 
 #[tokio::test]
@@ -239,10 +217,11 @@ async fn a_client_that_stops_reading_holds_the_daemon_back_instead_of_filling_th
     assert_eq!(taken.load(Ordering::Relaxed), BIG_BODY);
 }
 
-/// A request body of ready chunks and no length known in advance: hyper sends it chunked.
-struct Chunks(std::collections::VecDeque<Bytes>);
+/// A body of the chunks `I` yields, each taken when hyper asks for the next, with no length known in
+/// advance (so hyper sends it chunked).
+struct Chunks<I>(I);
 
-impl hyper::body::Body for Chunks {
+impl<I: Iterator<Item = Bytes> + Unpin> hyper::body::Body for Chunks<I> {
     type Data = Bytes;
     type Error = Infallible;
 
@@ -250,6 +229,6 @@ impl hyper::body::Body for Chunks {
         mut self: std::pin::Pin<&mut Self>,
         _: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        std::task::Poll::Ready(self.0.pop_front().map(|c| Ok(Frame::data(c))))
+        std::task::Poll::Ready(self.0.next().map(|c| Ok(Frame::data(c))))
     }
 }

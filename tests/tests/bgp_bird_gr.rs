@@ -21,21 +21,7 @@ fn graceful_restart_keeps_forwarding_on_both_sides() -> Result<()> {
     Lab::builder("bgpbirdgr").hosts(2).run(|lab| {
         let (h1, h2) = (lab.host(1), lab.host(2));
         let (a1, a2) = (h1.ip.to_string(), h2.ip.to_string());
-        let conf = |routes: &str| {
-            format!(
-                "{}protocol static s4 {{ ipv4; {routes} }}\n{}",
-                bird_head(&a2),
-                bird_bgp(
-                    "ours",
-                    &a2,
-                    65002,
-                    &a1,
-                    65001,
-                    &v4_channel(""),
-                    "graceful restart on;"
-                )
-            )
-        };
+        let conf = |routes: &str| gr_bird(&a2, &a1, routes);
         let bird = Bird::start(
             lab,
             h2,
@@ -148,21 +134,7 @@ fn we_keep_birds_routes_through_its_restart() -> Result<()> {
     Lab::builder("bgpbirdgrh").hosts(2).run(|lab| {
         let (h1, h2) = (lab.host(1), lab.host(2));
         let (a1, a2) = (h1.ip.to_string(), h2.ip.to_string());
-        let conf = |routes: &str| {
-            format!(
-                "{}protocol static s4 {{ ipv4; {routes} }}\n{}",
-                bird_head(&a2),
-                bird_bgp(
-                    "ours",
-                    &a2,
-                    65002,
-                    &a1,
-                    65001,
-                    &v4_channel(""),
-                    "graceful restart on; graceful restart time 60;"
-                )
-            )
-        };
+        let conf = |routes: &str| gr_bird(&a2, &a1, routes);
         let mut bird = Bird::start(
             lab,
             h2,
@@ -242,4 +214,21 @@ fn we_keep_birds_routes_through_its_restart() -> Result<()> {
         );
         Ok(())
     })
+}
+
+/// BIRD at `bird` with graceful restart on (60 s), announcing the static `routes` to us at `ours`.
+fn gr_bird(bird: &str, ours: &str, routes: &str) -> String {
+    format!(
+        "{}protocol static s4 {{ ipv4; {routes} }}\n{}",
+        bird_head(bird),
+        bird_bgp(
+            "ours",
+            bird,
+            THEIRS,
+            ours,
+            OURS,
+            &v4_channel(""),
+            "graceful restart on; graceful restart time 60;"
+        )
+    )
 }

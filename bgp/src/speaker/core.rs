@@ -81,6 +81,9 @@ pub(super) struct PeerEntry {
     /// Families negotiated on the current session, and those whose End-of-RIB arrived.
     pub families: Vec<AfiSafi>,
     pub eor: BTreeSet<AfiSafi>,
+    /// Our addresses towards it on the current session: the session's, then the next hop for the
+    /// other family's routes (found once, when the session comes up).
+    pub local: Vec<IpAddr>,
     /// UPDATE messages received and sent (for the metrics).
     pub updates_in: u64,
     pub updates_out: u64,
@@ -535,7 +538,7 @@ impl Core {
             return;
         }
         let families = n.families.clone();
-        let local = self.local_addresses(addr);
+        let local = e.local.clone();
         tracing::info!(peer = %addr, import_changed, "new policy applied without a reset");
         if let Ok(ch) = self.rib.reconfigure_peer(s.rib_config(&local)) {
             self.dispatch(ch, now);
@@ -623,6 +626,7 @@ impl Core {
                 eor: BTreeSet::new(),
                 updates_in: 0,
                 updates_out: 0,
+                local: Vec::new(),
             },
         );
         self.apply(addr, actions, now);

@@ -246,8 +246,8 @@ impl Core {
     }
 
     /// Our addresses towards `addr` while connected: the main connection's (an IPv4-mapped one as
-    /// IPv4), then the next hop for the other family.
-    pub(super) fn local_addresses(&self, addr: IpAddr) -> Vec<IpAddr> {
+    /// IPv4), then the next hop for the other family (read from the kernel unless configured).
+    fn local_addresses(&self, addr: IpAddr) -> Vec<IpAddr> {
         let Some(e) = self.peers.get(&addr) else {
             return Vec::new();
         };
@@ -287,10 +287,11 @@ impl Core {
         e.eor.clear();
         let local = self.local_addresses(addr);
         tracing::info!(peer = %addr, ?local, families = ?n.families, "session established");
-        if let Ok(ch) = self
-            .rib
-            .reconfigure_peer(self.peers[&addr].settings.rib_config(&local))
-        {
+        let Some(e) = self.peers.get_mut(&addr) else {
+            return;
+        };
+        e.local.clone_from(&local);
+        if let Ok(ch) = self.rib.reconfigure_peer(e.settings.rib_config(&local)) {
             self.dispatch(ch, now);
         }
         // The export follows in steps (`export_steps`), then the End-of-RIB markers.
@@ -343,6 +344,7 @@ impl Core {
         e.since = SystemTime::now();
         e.last_error = Some(why);
         e.families.clear();
+        e.local.clear();
         e.eor.clear();
         let graceful: Option<Vec<_>> = d
             .graceful
