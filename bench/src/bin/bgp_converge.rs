@@ -17,7 +17,8 @@
 //! route with four next hops. Withdraw: `birdc disable s4`, same clock, until the kernel holds none.
 //! The floor: one netlink socket in h1 installing (then deleting) the same routes through h3, 64
 //! requests per `sendmsg`, each batch's acknowledgements awaited, timed from the first send to the
-//! last acknowledgement. Peak RSS is each receiver's VmHWM.
+//! last acknowledgement. Peak RSS is each receiver's VmHWM; the RSS while holding the routes
+//! (anonymous and file-backed: mostly the program's own code) is read 0.5 s after each install.
 //!
 //! Run (root, bird2 installed, `cargo build --release -p calico-bgp` first):
 //! `cargo run --release -p calico-bench --bin bgp-converge -- [--routes 100000] [--runs 5] [--ecmp-runs 3]`
@@ -126,6 +127,8 @@ struct Receiver {
     label: &'static str,
     proto: &'static str,
     daemon: Daemon,
+    /// (RssAnon, RssFile) in KiB while holding the last single-peer trial's routes.
+    holding: std::sync::Mutex<(u64, u64)>,
 }
 
 impl Receiver {
@@ -159,6 +162,19 @@ impl Receiver {
     /// Peak resident set size in KiB.
     fn hwm_kib(&self) -> Result<u64> {
         hwm_kib(self.daemon.pid())
+    }
+
+    /// Its (RssAnon, RssFile) now, in KiB.
+    fn rss_parts(&self) -> Result<(u64, u64)> {
+        let status = self.proc("status")?;
+        let field = |f: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(f)?.strip_prefix(':'))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+                .with_context(|| format!("{f} of {}", self.label))
+        };
+        Ok((field("RssAnon")?, field("RssFile")?))
     }
 }
 
@@ -312,6 +328,9 @@ fn trial(
         || on_all(senders, "enable s4"),
     )?;
     std::thread::sleep(Duration::from_millis(500));
+    if senders.len() == 1 {
+        *r.holding.lock().unwrap() = r.rss_parts()?;
+    }
     let withdraw = measure(r, base, u64::from(routes), None, poll, || {
         on_all(senders, "disable s4")
     })?;
@@ -406,6 +425,7 @@ fn bench(lab: &Lab, args: &Args, bin: &Path) -> Result<()> {
         label: "calico-bgp",
         proto: "to_ours",
         daemon: lab.spawn("ours", &h1.place(), &argv)?,
+        holding: Default::default(),
     };
     let mut bird_conf = bird_header(h2.ip);
     bird_conf.push_str(
@@ -424,6 +444,7 @@ fn bench(lab: &Lab, args: &Args, bin: &Path) -> Result<()> {
         label: "BIRD",
         proto: "to_bird",
         daemon: bird_daemon,
+        holding: Default::default(),
     };
     std::thread::sleep(Duration::from_millis(500));
     println!(
@@ -550,6 +571,16 @@ fn bench(lab: &Lab, args: &Args, bin: &Path) -> Result<()> {
         single_rss.0 as f64 / 1024.0,
         single_rss.1 as f64 / 1024.0,
         single_rss.0 as f64 / single_rss.1 as f64
+    );
+    let mb = |kib: u64| kib as f64 / 1024.0;
+    let ((oa, of), (ba, bf)) = (*ours.holding.lock().unwrap(), *bird.holding.lock().unwrap());
+    println!(
+        "RSS holding the routes (last single-peer run): ours {:.1} MB anonymous + {:.1} MB file-backed  \
+         BIRD {:.1} + {:.1} MB",
+        mb(oa),
+        mb(of),
+        mb(ba),
+        mb(bf)
     );
     if args.ecmp_runs > 0 {
         println!(

@@ -226,6 +226,9 @@ impl Core {
             }
             other => {
                 if let Some(f) = &mut self.fib {
+                    if matches!(other, Input::Data { .. }) {
+                        f.catch_up(&self.rib).await;
+                    }
                     f.feed(&self.rib);
                 }
                 self.input(other);

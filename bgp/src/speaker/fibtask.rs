@@ -44,6 +44,14 @@ const WINDOW: usize = 2048;
 const TRIM_AFTER: usize = 10_000;
 /// Batches of changes the core keeps queued for the FIB thread at most (one being written, one ready).
 const IN_FLIGHT: usize = 2;
+/// Prefixes waiting for the thread above which the core reads no more from its peers until the thread
+/// catches up ([`FibHandle::catch_up`]): four passes, some 12 ms of kernel work, so the thread never runs
+/// dry while the core decodes the next read (well under a millisecond), and a burst of 100,000 routes
+/// waits in the peers' TCP streams instead of in a queue here (2 MB at its largest without the limit).
+const BACKLOG: usize = 4 * WINDOW;
+/// How long the core waits for the thread to write a batch before it reads on regardless: a thread
+/// stuck in the kernel costs memory, never sessions.
+const CATCH_UP_WAIT: Duration = Duration::from_millis(100);
 
 /// A route's gateways, sorted; shared between the routes of one UPDATE.
 pub(super) type Gateways = Arc<[IpAddr]>;
@@ -75,6 +83,10 @@ pub(super) struct FibHandle {
     /// Prefixes changed while [`IN_FLIGHT`] batches were queued; sent, least recently changed first,
     /// with their state at the time they are sent.
     waiting: Waiting,
+    /// Signalled by the thread after each pass that wrote batches.
+    progress: Arc<tokio::sync::Notify>,
+    /// The thread wrote nothing for [`CATCH_UP_WAIT`]: do not wait for it again until it has.
+    stalled: bool,
 }
 
 impl FibHandle {
@@ -104,10 +116,36 @@ impl FibHandle {
         if self.written.load(Ordering::Acquire) == 0 {
             return;
         }
+        self.stalled = false;
         let batches = self.written.swap(0, Ordering::AcqRel);
         self.in_flight = self.in_flight.saturating_sub(batches);
         while self.in_flight < IN_FLIGHT && !self.waiting.is_empty() {
             self.send_dirty(WINDOW, rib);
+        }
+    }
+
+    /// Waits, feeding the thread, until at most [`BACKLOG`] prefixes wait for it: called before the core
+    /// takes in more routes, so a burst waits in the peers' TCP streams (flow control, as a daemon that
+    /// writes each route before reading the next gets), not here. Gives up (and stops waiting until the
+    /// thread writes again) when the thread writes nothing for [`CATCH_UP_WAIT`].
+    pub async fn catch_up(&mut self, rib: &Rib) {
+        while self.waiting.len() > BACKLOG && !self.stalled {
+            self.feed(rib);
+            if self.waiting.len() <= BACKLOG {
+                break;
+            }
+            if tokio::time::timeout(CATCH_UP_WAIT, self.progress.notified())
+                .await
+                .is_err()
+            {
+                self.stalled = self.written.load(Ordering::Acquire) == 0;
+                if self.stalled {
+                    tracing::warn!(
+                        waiting = self.waiting.len(),
+                        "the kernel FIB writes nothing: reading on without waiting for it"
+                    );
+                }
+            }
         }
     }
 
@@ -246,6 +284,7 @@ pub(super) fn start(
     let stats = Arc::new(FibStats::default());
     stats.set_routes(have.len());
     let written = Arc::new(AtomicUsize::new(0));
+    let progress = Arc::new(tokio::sync::Notify::new());
     let mut task = FibTask {
         fib,
         stats: Arc::clone(&stats),
@@ -256,6 +295,7 @@ pub(super) fn start(
         resolved: FastSet::default(),
         lookup: None,
         written: Arc::clone(&written),
+        progress: Arc::clone(&progress),
         since_trim: 0,
         wake: Box::new(wake),
     };
@@ -269,6 +309,8 @@ pub(super) fn start(
         in_flight: 0,
         written,
         waiting: Waiting::default(),
+        progress,
+        stalled: false,
     };
     Ok((handle, adopted))
 }
@@ -288,8 +330,10 @@ struct FibTask {
     resolved: FastSet<Prefix>,
     /// A second socket for route lookups (recursive next hops), opened on first use.
     lookup: Option<Socket>,
-    /// Route batches written, for the core to see; `wake` tells it to look.
+    /// Route batches written, for the core to see; `wake` tells it to look (and `progress` wakes a core
+    /// waiting in [`FibHandle::catch_up`]).
     written: Arc<AtomicUsize>,
+    progress: Arc<tokio::sync::Notify>,
     /// Route changes handled since the allocator last gave free memory back.
     since_trim: usize,
     wake: Box<dyn Fn() + Send>,
@@ -375,6 +419,7 @@ impl FibTask {
             }
             if batches > 0 {
                 self.written.fetch_add(batches, Ordering::AcqRel);
+                self.progress.notify_one();
                 (self.wake)();
             }
             if let Some((_, done)) = stop {
@@ -643,8 +688,71 @@ mod tests {
             in_flight: 0,
             written: Arc::default(),
             waiting: Waiting::default(),
+            progress: Arc::default(),
+            stalled: false,
         };
         (h, rx)
+    }
+
+    /// `n` changes for distinct /32s.
+    fn many(n: u32) -> Vec<FibChange> {
+        (0..n)
+            .map(|i| FibChange::Install {
+                prefix: wire::Prefix::new(IpAddr::V4(Ipv4Addr::from(0x0a60_0000 + i)), 32).unwrap(),
+                next_hops: vec![wire::NextHop::V4(Ipv4Addr::new(192, 0, 2, 1))],
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn the_core_reads_no_more_while_the_thread_is_behind_and_on_once_it_catches_up() {
+        let (mut h, rx) = handle();
+        let rib = Rib::new(RibConfig::new(65001, Ipv4Addr::new(10, 0, 0, 1)));
+        h.in_flight = IN_FLIGHT;
+        h.changes(&many(BACKLOG as u32 + 5_000));
+        assert!(rx.try_recv().is_err());
+        // A thread that writes each batch it gets, a little later.
+        let (written, progress) = (Arc::clone(&h.written), Arc::clone(&h.progress));
+        let thread = std::thread::spawn(move || {
+            let mut routes = 0;
+            while let Ok(FibOp::Routes(list)) = rx.recv_timeout(Duration::from_secs(2)) {
+                std::thread::sleep(Duration::from_millis(2));
+                routes += list.len();
+                written.fetch_add(1, Ordering::AcqRel);
+                progress.notify_one();
+            }
+            routes
+        });
+        // Both queued batches written: the thread asks for more.
+        h.written.fetch_add(IN_FLIGHT, Ordering::AcqRel);
+        h.progress.notify_one();
+        h.catch_up(&rib).await;
+        assert!(!h.stalled);
+        assert!(h.waiting.len() <= BACKLOG, "{} still wait", h.waiting.len());
+        // What left the queue went to the thread, in whole windows.
+        drop(h);
+        let sent = thread.join().unwrap();
+        assert!(sent >= 5_000 && sent % WINDOW == 0, "{sent} routes sent");
+    }
+
+    #[tokio::test]
+    async fn a_thread_that_writes_nothing_holds_the_core_back_once_only() {
+        let (mut h, _rx) = handle();
+        let rib = Rib::new(RibConfig::new(65001, Ipv4Addr::new(10, 0, 0, 1)));
+        h.in_flight = IN_FLIGHT;
+        h.changes(&many(BACKLOG as u32 + 1));
+        let t0 = Instant::now();
+        h.catch_up(&rib).await;
+        assert!(t0.elapsed() >= CATCH_UP_WAIT);
+        assert!(h.stalled);
+        // Reads go on without waiting, however much waits, until the thread writes again.
+        h.changes(&many(BACKLOG as u32 * 2));
+        let t1 = Instant::now();
+        h.catch_up(&rib).await;
+        assert!(t1.elapsed() < CATCH_UP_WAIT / 2);
+        h.written.fetch_add(1, Ordering::AcqRel);
+        h.feed(&rib);
+        assert!(!h.stalled);
     }
 
     fn p(last: u8) -> wire::Prefix {
