@@ -462,6 +462,94 @@ fn gtsm_with_a_gtsm_peer_establishes_and_a_peer_sending_a_low_ttl_does_not() -> 
     )
 }
 
+#[test]
+fn a_refused_md5_key_is_an_error_never_an_unsigned_session() -> Result<()> {
+    preflight()?;
+    Lab::builder("bgpmd5no").hosts(2).run(|lab| {
+        let (h1, h2) = (lab.host(1), lab.host(2));
+        let (a1, a2) = (h1.ip.to_string(), h2.ip.to_string());
+        // BIRD only listens: every session is one we dial.
+        let bird = Bird::start(
+            lab,
+            h2,
+            "bird",
+            &format!(
+                "{}{}",
+                bird_head(&a2),
+                bird_bgp(
+                    "ours",
+                    &a2,
+                    THEIRS,
+                    &a1,
+                    OURS,
+                    &v4_channel(""),
+                    "password \"s3cret\"; passive on;"
+                )
+            ),
+        )?;
+        let asn = OURS.to_string();
+        let listen = format!("{a1}:179");
+        let peer = format!("{a2},as={THEIRS},password=s3cret");
+        let args = [
+            "--asn",
+            &asn,
+            "--router-id",
+            &a1,
+            "--listen",
+            &listen,
+            "--no-fib",
+            "--peer",
+            &peer,
+        ];
+        let set_optmem = |v: &str| {
+            h1.cmd(&["sysctl", "-qw", &format!("net.core.optmem_max={v}")])
+                .run()
+                .map(drop)
+        };
+        // Socket-option memory in h1's namespace too small for a key: the kernel refuses TCP_MD5SIG
+        // (ENOMEM) on every socket there.
+        let optmem = h1.cmd(&["sysctl", "-n", "net.core.optmem_max"]).stdout()?;
+        set_optmem("16")?;
+        // At start (the listener's key): the daemon refuses to run, naming the option.
+        let bin = bgp_bin()?.display().to_string();
+        let control = lab.dir().join("refused.sock").display().to_string();
+        let argv = [&[bin.as_str(), "run"][..], &args, &["--control", &control]].concat();
+        let out = h1.cmd(&argv).timeout(Duration::from_secs(10)).output()?;
+        ensure!(
+            !out.success(),
+            "calico-bgp ran without its MD5 key: {out:?}"
+        );
+        ensure!(
+            out.stderr.contains("TCP_MD5SIG"),
+            "the error does not name TCP_MD5SIG: {}",
+            out.stderr
+        );
+        // When dialling (the listener's key set while the kernel still took keys): each attempt fails
+        // with the reason, and none goes out unsigned.
+        set_optmem(optmem.trim())?;
+        let ours = Ours::start(lab, h1, "ours", &args)?;
+        ours.wait_established(&a2)?;
+        set_optmem("16")?;
+        bird.birdc("restart ours")?;
+        wait_until(Duration::from_secs(30), "a refused dial reported", || {
+            let p = ours.peer(&a2)?;
+            Ok(p["state"] != "Established"
+                && p["last_error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("TCP_MD5SIG")))
+        })?;
+        std::thread::sleep(Duration::from_secs(3));
+        let p = ours.peer(&a2)?;
+        ensure!(
+            p["state"] != "Established",
+            "a session came up without its key: {p}"
+        );
+        // Keys allowed again: the next attempt establishes.
+        set_optmem(optmem.trim())?;
+        ours.wait_established(&a2)
+    })
+}
+
 /// Two BIRD peers (h2, h3, with `bird_extra` in their BGP blocks) of our daemon on h1 (with `our_opts`
 /// on the two `--peer`s): the session with h2 comes up and its route reaches our kernel; the one with
 /// h3 never does, on either side.

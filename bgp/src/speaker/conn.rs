@@ -165,7 +165,9 @@ async fn dial(s: &PeerSettings) -> std::io::Result<TcpStream> {
         TcpSocket::new_v6()?
     };
     if let Some(key) = &s.password {
-        sys::set_tcp_md5sig(&socket, s.address, key.as_bytes())?;
+        // Never dial unsigned: a refused key fails the attempt, and says which option it was.
+        sys::set_tcp_md5sig(&socket, s.address, key.as_bytes())
+            .map_err(|e| std::io::Error::new(e.kind(), format!("TCP_MD5SIG: {e}")))?;
     }
     let v6 = s.address.is_ipv6();
     if let Some(min) = s.min_ttl() {
