@@ -7,13 +7,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 
-use crate::passthrough::{forward, ConnState, Upstream};
-use crate::tunnel;
+use crate::passthrough::{forward, full, send, ConnState, Upstream};
+use crate::tunnel::{self, Next};
 
 /// A bound proxy, ready to serve.
 #[derive(Debug)]
@@ -58,15 +60,30 @@ impl Proxy {
             let _ = stream.set_nodelay(true);
             let upstream = self.upstream.clone();
             tokio::spawn(async move {
-                match tunnel::first_request(&stream).await {
-                    Ok(Some(plan)) => return tunnel::relay(stream, plan, &upstream.socket).await,
-                    Ok(None) => {}
-                    Err(e) => {
-                        tracing::debug!("client {peer}: {e}");
-                        return;
+                let conn = Arc::new(ConnState::new(&upstream));
+                let mut stream = stream;
+                loop {
+                    match tunnel::next_request(&stream).await {
+                        Ok(Next::Bulk(plan)) => {
+                            drop(conn);
+                            return tunnel::relay(stream, plan, &upstream.socket).await;
+                        }
+                        Ok(Next::Head { head_len, request }) => {
+                            let answered =
+                                answer_head(&mut stream, head_len, request, &upstream, &conn).await;
+                            if let Err(e) = answered {
+                                tracing::debug!("client {peer}: {e}");
+                                return;
+                            }
+                        }
+                        Ok(Next::Http) => break,
+                        Ok(Next::Closed) => return,
+                        Err(e) => {
+                            tracing::debug!("client {peer}: {e}");
+                            return;
+                        }
                     }
                 }
-                let conn = Arc::new(ConnState::new(&upstream));
                 let service = service_fn(move |req| {
                     let (upstream, conn) = (upstream.clone(), conn.clone());
                     async move { Ok::<_, std::convert::Infallible>(forward(req, upstream, conn).await) }
@@ -84,4 +101,19 @@ impl Proxy {
             });
         }
     }
+}
+
+/// Answers the `HEAD` request whose head is the next `head_len` bytes of `stream` through the daemon,
+/// leaving the connection at the request after it.
+async fn answer_head(
+    stream: &mut TcpStream,
+    head_len: usize,
+    request: hyper::Request<()>,
+    upstream: &Upstream,
+    conn: &ConnState,
+) -> std::io::Result<()> {
+    let mut consumed = vec![0; head_len];
+    stream.read_exact(&mut consumed).await?;
+    let resp = send(request.map(|()| full(Bytes::new())), upstream, conn).await;
+    stream.write_all(&tunnel::answer_head(&resp)).await
 }

@@ -12,10 +12,12 @@
 //!
 //! The Docker CLI starts every command with `HEAD /_ping` and sends the command's own calls on the same
 //! kept-alive connection; `docker cp` into a container sends a `HEAD …/archive` (the stat of the
-//! destination) before its `PUT`. The proxy answers those two `HEAD`s with `Connection: close`
-//! ([`closes_connection`]), so what follows comes on a new connection, where it is seen first. That costs
-//! a loopback connect per command (tens of microseconds against the command's milliseconds); `GET
-//! /_ping` (SDKs, health checks) and every other call keep their connection.
+//! destination) before its `PUT`. Those two `HEAD`s are therefore answered here too, before hyper
+//! ([`Next::Head`]: no body either way, the daemon's answer head relayed), and the request after them is
+//! looked at the same way: the CLI's bulk call is seen on the connection it came on, and every other
+//! command keeps its one connection. Should such a `HEAD` still reach hyper (a head split over two
+//! reads), its answer closes the connection ([`closes_connection`]), so what follows comes first on a
+//! new one.
 //!
 //! Inputs: the first bytes a client sent, the daemon's socket. Outputs: the client's bytes and the
 //! daemon's answer, relayed.
@@ -120,10 +122,72 @@ pub fn plan(first: &[u8]) -> Option<Plan> {
     Some(Plan { head_len, head })
 }
 
-/// Waits for a new connection's first bytes and looks at them: the plan when they are a bulk request,
-/// `None` for anything else (for hyper). Fails when the client sent nothing for
-/// [`FIRST_BYTES_TIMEOUT`] or the connection failed.
-pub async fn first_request(stream: &TcpStream) -> io::Result<Option<Plan>> {
+/// A client connection's next request, as seen before hyper.
+#[derive(Debug)]
+pub enum Next {
+    /// A bulk call: relayed as bytes ([`relay`]).
+    Bulk(Plan),
+    /// A `HEAD` that [`closes_connection`] names, with no body: answered before hyper, and the request
+    /// after it looked at again. `head_len` bytes of the connection are its head.
+    Head {
+        head_len: usize,
+        request: hyper::Request<()>,
+    },
+    /// Anything else, from here on: hyper's.
+    Http,
+    /// The client closed the connection.
+    Closed,
+}
+
+/// What the request at the start of `first` is ([`Next`]).
+pub fn look(first: &[u8]) -> Next {
+    if first.is_empty() {
+        return Next::Closed;
+    }
+    if let Some(plan) = plan(first) {
+        return Next::Bulk(plan);
+    }
+    head_request(first).map_or(Next::Http, |(head_len, request)| Next::Head {
+        head_len,
+        request,
+    })
+}
+
+/// The `HEAD` request at the start of `first` when it is one [`closes_connection`] names, whole, with
+/// no body and headers `http` accepts.
+fn head_request(first: &[u8]) -> Option<(usize, hyper::Request<()>)> {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut req = httparse::Request::new(&mut headers);
+    let httparse::Status::Complete(head_len) = req.parse(first).ok()? else {
+        return None;
+    };
+    let target = req.path?;
+    if req.method? != "HEAD" || req.version != Some(1) || !target.starts_with('/') {
+        return None;
+    }
+    let path = target.split('?').next().unwrap_or(target);
+    if !closes_connection(&hyper::Method::HEAD, api_path(path)) {
+        return None;
+    }
+    let mut out = hyper::Request::head(target).body(()).ok()?;
+    for h in req.headers.iter() {
+        let body = (h.name.eq_ignore_ascii_case("content-length") && h.value != b"0")
+            || h.name.eq_ignore_ascii_case("transfer-encoding")
+            || h.name.eq_ignore_ascii_case("upgrade");
+        if body {
+            return None;
+        }
+        out.headers_mut().append(
+            hyper::header::HeaderName::from_bytes(h.name.as_bytes()).ok()?,
+            hyper::header::HeaderValue::from_bytes(h.value).ok()?,
+        );
+    }
+    Some((head_len, out))
+}
+
+/// Waits for the next request's first bytes and looks at them ([`look`]). Fails when the client sent
+/// nothing for [`FIRST_BYTES_TIMEOUT`] or the connection failed.
+pub async fn next_request(stream: &TcpStream) -> io::Result<Next> {
     let mut first = [0u8; MAX_HEAD];
     let n = tokio::time::timeout(FIRST_BYTES_TIMEOUT, stream.peek(&mut first))
         .await
@@ -133,7 +197,36 @@ pub async fn first_request(stream: &TcpStream) -> io::Result<Option<Plan>> {
                 format!("sent nothing for {FIRST_BYTES_TIMEOUT:?}"),
             )
         })??;
-    Ok(plan(&first[..n]))
+    Ok(look(&first[..n]))
+}
+
+/// The head of an answer to a `HEAD` request, as bytes for the client: the status line and the
+/// daemon's headers (names in the canonical case the daemon sends them in) but the hop-by-hop ones.
+pub fn answer_head(resp: &hyper::Response<impl Sized>) -> Vec<u8> {
+    let status = resp.status();
+    let mut out = format!(
+        "HTTP/1.1 {} {}\r\n",
+        status.as_str(),
+        status.canonical_reason().unwrap_or("")
+    )
+    .into_bytes();
+    for (name, value) in resp.headers() {
+        let name = name.as_str();
+        if ["connection", "keep-alive", "transfer-encoding"].contains(&name) {
+            continue;
+        }
+        let mut upper = true;
+        out.extend(name.bytes().map(|b| {
+            let c = if upper { b.to_ascii_uppercase() } else { b };
+            upper = b == b'-';
+            c
+        }));
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out
 }
 
 /// Relays the bulk request `plan` of `client` to the daemon at `socket` and its answer back; returns
@@ -336,6 +429,63 @@ Content-Type: application/x-tar\r\nConnection: close\r\n\r\n"
         ] {
             assert_eq!(plan(first), None, "{}", String::from_utf8_lossy(first));
         }
+    }
+
+    #[test]
+    fn the_clis_heads_are_answered_before_hyper_and_nothing_else_is() {
+        let head = |first: &[u8]| match look(first) {
+            Next::Head { head_len, request } => Some((head_len, request)),
+            _ => None,
+        };
+        let ping = b"HEAD /_ping HTTP/1.1\r\nHost: x\r\nUser-Agent: Docker-Client/20.10\r\n\r\n";
+        let mut two = ping.to_vec();
+        two.extend_from_slice(b"GET /containers/json HTTP/1.1\r\n\r\n");
+        let (len, req) = head(&two).expect("a HEAD /_ping");
+        assert_eq!(len, ping.len());
+        assert_eq!(req.uri(), "/_ping");
+        assert_eq!(req.headers()["user-agent"], "Docker-Client/20.10");
+        let stat =
+            b"HEAD /v1.41/containers/abc/archive?path=%2Ftmp HTTP/1.1\r\nContent-Length: 0\r\n\r\n";
+        let (_, req) = head(stat).expect("a HEAD stat");
+        assert_eq!(req.uri(), "/v1.41/containers/abc/archive?path=%2Ftmp");
+        for first in [
+            // Other HEADs, HEADs with a body, partial or odd heads.
+            &b"HEAD /containers/abc/json HTTP/1.1\r\n\r\n"[..],
+            b"HEAD /_ping HTTP/1.1\r\nContent-Length: 4\r\n\r\nabcd",
+            b"HEAD /_ping HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"HEAD /_ping HTTP/1.1\r\nHost: x\r\n",
+            b"HEAD /_ping HTTP/1.0\r\n\r\n",
+            b"HEAD http://x/_ping HTTP/1.1\r\n\r\n",
+            b"GET /_ping HTTP/1.1\r\n\r\n",
+        ] {
+            assert!(
+                matches!(look(first), Next::Http),
+                "{}",
+                String::from_utf8_lossy(first)
+            );
+        }
+        assert!(matches!(look(b""), Next::Closed));
+        assert!(matches!(
+            look(b"GET /containers/abc/export HTTP/1.1\r\n\r\n"),
+            Next::Bulk(_)
+        ));
+    }
+
+    #[test]
+    fn a_head_answer_is_the_daemons_head_without_hop_by_hop_headers() {
+        let resp = hyper::Response::builder()
+            .status(404)
+            .header("api-version", "1.41")
+            .header("docker-experimental", "false")
+            .header("connection", "keep-alive")
+            .header("content-length", "0")
+            .body(())
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(answer_head(&resp)).unwrap(),
+            "HTTP/1.1 404 Not Found\r\nApi-Version: 1.41\r\nDocker-Experimental: false\r\n\
+             Content-Length: 0\r\n\r\n"
+        );
     }
 
     proptest::proptest! {

@@ -1,7 +1,8 @@
 //! Bulk transfers relayed as bytes, against a fake daemon on a unix socket (in a temporary directory).
 //!
-//! - `HEAD /_ping` is answered with `Connection: close` and the connection ends (so the CLI's next
-//!   call comes on a new connection); `GET /_ping` keeps its connection.
+//! - The CLI's `HEAD /_ping` and `HEAD …/archive` are answered with the daemon's head and keep the
+//!   connection, and the bulk call after them on it is still relayed as bytes; `GET /_ping` keeps its
+//!   connection too.
 //! - A `PUT …/archive` with a chunked body reaches the daemon with `Connection: close` and without
 //!   `Accept-Encoding`, its body byte for byte as the client framed it (a chunk extension included, which
 //!   an HTTP implementation in the middle would drop), and the daemon's close-delimited answer reaches
@@ -65,7 +66,7 @@ async fn fake_daemon(listener: UnixListener, answer: Vec<u8>, seen: mpsc::Sender
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pings_close_for_the_cli_and_bulk_transfers_pass_as_bytes() {
+async fn the_clis_heads_keep_the_connection_and_its_bulk_transfer_passes_as_bytes() {
     let dir = TempDir::new("tunnel");
     let socket = dir.0.join("docker.sock");
     let listener = UnixListener::bind(&socket).expect("binding the fake daemon");
@@ -76,7 +77,7 @@ async fn pings_close_for_the_cli_and_bulk_transfers_pass_as_bytes() {
     tokio::spawn(fake_daemon(listener, answer.clone(), report));
     let (addr, _) = start_proxy(&socket, std::future::pending()).await;
 
-    // GET /_ping keeps the connection; the CLI's HEAD /_ping ends it.
+    // GET /_ping keeps the connection (hyper's from then on).
     let mut ping = TcpStream::connect(addr).await.expect("connecting");
     for _ in 0..2 {
         ping.write_all(b"GET /_ping HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -87,19 +88,26 @@ async fn pings_close_for_the_cli_and_bulk_transfers_pass_as_bytes() {
         assert!(head.starts_with("HTTP/1.1 200"), "{head}");
         assert_eq!(header(&head, "connection"), None, "{head}");
     }
-    ping.write_all(b"HEAD /_ping HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .expect("a HEAD ping");
-    let rest = String::from_utf8(read_to_end(&mut ping, STEP).await).expect("text");
-    assert!(rest.starts_with("HTTP/1.1 200"), "{rest}");
-    assert_eq!(header(&rest, "connection"), Some("close"), "{rest}");
 
-    // The transfer, on a new connection: a small chunk with an extension, a big one, the last one.
+    // The CLI's `docker cp` into a container on one connection: HEAD /_ping, the HEAD stat, then the
+    // transfer (a small chunk with an extension, a big one, the last one).
+    let mut put = TcpStream::connect(addr).await.expect("connecting");
+    for head in [
+        "HEAD /_ping HTTP/1.1\r\nHost: 127.0.0.1:2375\r\n\r\n",
+        "HEAD /v1.41/containers/abc/archive?path=%2Ftmp HTTP/1.1\r\nHost: 127.0.0.1:2375\r\n\r\n",
+    ] {
+        put.write_all(head.as_bytes()).await.expect("a HEAD");
+        let mut rd = BufReader::new(&mut put);
+        let answer = timeout(STEP, read_head(&mut rd)).await.expect("an answer");
+        assert!(rd.buffer().is_empty(), "more than a head came back");
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+        assert!(answer.contains("\r\nApi-Version: 1.41\r\n"), "{answer}");
+        assert_eq!(header(&answer, "connection"), None, "{answer}");
+    }
     let mut body = b"10;ext=1\r\n0123456789abcdef\r\n".to_vec();
     body.extend_from_slice(format!("{BULK:X}\r\n").as_bytes());
     body.extend_from_slice(&data);
     body.extend_from_slice(b"\r\n0\r\n\r\n");
-    let mut put = TcpStream::connect(addr).await.expect("connecting");
     let head = "PUT /v1.41/containers/abc/archive?path=%2Ftmp HTTP/1.1\r\nHost: 127.0.0.1:2375\r\n\
                 User-Agent: Docker-Client/20.10.24 (linux)\r\nAccept-Encoding: gzip\r\n\
                 Connection: keep-alive\r\nContent-Type: application/x-tar\r\n\
