@@ -1,8 +1,8 @@
 //! The Docker proxy's pass-through against a real dockerd: the docker CLI gives the same output and exit
 //! code through the proxy as direct, for plain calls, streams (logs -f, events, cp and export of 100 MB,
 //! build), stdin piped through upgraded connections (run -i, exec -i, attach), a pty (run -t, and exec -it
-//! with typed input and an exit code), info, and stop/start/kill/rm compared with their errors; and a
-//! Docker-style 502 when the daemon is unreachable.
+//! with typed input and an exit code), info, and stop/start/kill/rm compared with their errors; a BuildKit
+//! session's HTTP/2 both ways; and a Docker-style 502 when the daemon is unreachable.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -385,6 +385,111 @@ fn the_docker_cli_works_through_the_proxy_as_direct() -> Result<()> {
         let _ = docker(p, &["rmi", "-f", "calico-lab/proxytest:latest"]).output();
         built?;
         ensure!(ran? == "built through the proxy");
+        Ok(())
+    })
+}
+
+/// The HTTP/2 client preface dockerd sends first on a BuildKit session (it is the gRPC client there).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Opens a BuildKit session (`id`: unique among open ones) on `stream` as the CLI's builder does (`POST /session`, `Upgrade: h2c`), sends
+/// our HTTP/2 server preface (an empty SETTINGS frame) and reads until dockerd acknowledges it. Returns the
+/// answer's head and the (type, flags) of every frame dockerd sent after its preface, up to that ACK.
+fn buildkit_session(stream: &mut (impl Read + Write), id: &str) -> Result<(String, Vec<(u8, u8)>)> {
+    stream.write_all(
+        format!(
+            "POST /v1.41/session HTTP/1.1\r\nHost: docker\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\
+             X-Docker-Expose-Session-Uuid: {id}\r\nX-Docker-Expose-Session-Name: calico-lab\r\n\
+             X-Docker-Expose-Session-Sharedkey: calico-lab\r\nContent-Length: 0\r\n\r\n"
+        )
+        .as_bytes(),
+    )?;
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let n = stream
+            .read(&mut chunk)
+            .context("reading the session's answer")?;
+        ensure!(
+            n > 0,
+            "the connection ended in the answer: {:?}",
+            String::from_utf8_lossy(&got)
+        );
+        got.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&got[..head_end]).into_owned();
+    ensure!(head.starts_with("HTTP/1.1 101"), "not upgraded: {head}");
+    // Our server preface: SETTINGS, no parameters.
+    stream.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0])?;
+    let mut frames = Vec::new();
+    let mut at = head_end + H2_PREFACE.len();
+    loop {
+        // Whole frames: a 9-byte header (length, type, flags, stream) and its payload.
+        while got.len() >= at + 9 {
+            let len = usize::from(got[at]) << 16
+                | usize::from(got[at + 1]) << 8
+                | usize::from(got[at + 2]);
+            let (kind, flags) = (got[at + 3], got[at + 4]);
+            if got.len() < at + 9 + len {
+                break;
+            }
+            frames.push((kind, flags));
+            at += 9 + len;
+            if (kind, flags & 1) == (4, 1) {
+                ensure!(
+                    got[head_end..].starts_with(H2_PREFACE),
+                    "no HTTP/2 preface after the upgrade: {:?}",
+                    &got[head_end..]
+                );
+                return Ok((head, frames));
+            }
+        }
+        let n = stream
+            .read(&mut chunk)
+            .context("reading dockerd's HTTP/2 frames")?;
+        ensure!(
+            n > 0,
+            "the session ended before dockerd acknowledged our settings: {frames:?}"
+        );
+        got.extend_from_slice(&chunk[..n]);
+    }
+}
+
+#[test]
+fn a_buildkit_session_carries_http2_both_ways_as_direct() -> Result<()> {
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "needs root: run the README's test command"
+    );
+    // No buildx here (Debian 12's CLI refuses DOCKER_BUILDKIT=1 without it), so the session is opened by
+    // hand, as the CLI's builder opens it: dockerd's HTTP/2 must reach us through the upgraded connection
+    // and ours must reach it (it acknowledges our SETTINGS).
+    Lab::builder("proxyh2c").hosts(1).run(|lab| {
+        lab.docker()?;
+        let proxy = RunningProxy::start("/var/run/docker.sock")?;
+        let timeout = Some(Duration::from_secs(10));
+        let mut direct = std::os::unix::net::UnixStream::connect("/var/run/docker.sock")?;
+        direct.set_read_timeout(timeout)?;
+        let (direct_head, direct_frames) = buildkit_session(&mut direct, "calico-lab-direct")?;
+        let mut proxied = TcpStream::connect(proxy.addr)?;
+        proxied.set_read_timeout(timeout)?;
+        let (head, frames) =
+            buildkit_session(&mut proxied, "calico-lab-proxied").context("through the proxy")?;
+        let upgrade = |h: &str| {
+            h.lines()
+                .any(|l| l.to_ascii_lowercase().replace(' ', "") == "upgrade:h2c")
+        };
+        ensure!(
+            upgrade(&head) && upgrade(&direct_head),
+            "{head} / {direct_head}"
+        );
+        ensure!(
+            frames == direct_frames,
+            "frames through the proxy {frames:?}, direct {direct_frames:?}"
+        );
         Ok(())
     })
 }
