@@ -16,11 +16,11 @@
 //! Unrecognised transitive attributes of learned routes get the Partial bit; non-transitive ones are dropped.
 //! Towards a 2-byte speaker AS_TRANS, AS4_PATH and AS4_AGGREGATOR are generated.
 
-use std::collections::hash_map::Entry;
 use std::net::IpAddr;
 use std::ops::Deref;
 use std::sync::Arc;
 
+use super::adjout::AdjOut;
 use super::as4;
 use super::dest::Dest;
 use super::hash::FastMap;
@@ -61,9 +61,6 @@ impl ExportCache {
         self.map.insert(key, (Arc::clone(source), a));
     }
 }
-
-/// A peer's Adj-RIB-Out: per prefix, the (path id, attributes) advertised.
-pub(super) type AdjOut = FastMap<Prefix, Sent>;
 
 /// What a peer was sent for one prefix: (path id, attributes) pairs; one inline (the common case: no heap
 /// allocation per prefix), several (ADD-PATH) in an exactly sized boxed slice.
@@ -338,34 +335,22 @@ impl Exporter<'_> {
             path_id: add_path.then_some(id),
             prefix: *prefix,
         };
-        match adj.entry(*prefix) {
-            Entry::Occupied(mut o) => {
-                let old = o.get();
-                for (id, _) in old.iter() {
-                    if !desired.iter().any(|(d, _)| d == id) {
-                        out.withdraw(target, family, nlri(*id));
-                    }
-                }
-                for (id, a) in &desired {
-                    if !old.iter().any(|(o, b)| o == id && Arc::ptr_eq(a, b)) {
-                        out.announce(target, family, a, nlri(*id));
-                    }
-                }
-                match Sent::take(&mut desired) {
-                    Some(sent) => *o.get_mut() = sent,
-                    None => {
-                        o.remove();
-                    }
+        let old = adj.get(prefix);
+        if let Some(old) = old {
+            for (id, _) in old.iter() {
+                if !desired.iter().any(|(d, _)| *d == id) {
+                    out.withdraw(target, family, nlri(id));
                 }
             }
-            Entry::Vacant(v) => {
-                for (id, a) in &desired {
-                    out.announce(target, family, a, nlri(*id));
-                }
-                if let Some(sent) = Sent::take(&mut desired) {
-                    v.insert(sent);
-                }
+        }
+        for (id, a) in &desired {
+            let sent = old.is_some_and(|o| o.iter().any(|(o, b)| o == *id && Arc::ptr_eq(a, b)));
+            if !sent {
+                out.announce(target, family, a, nlri(*id));
             }
+        }
+        if old.is_some() || !desired.is_empty() {
+            adj.set(*prefix, Sent::take(&mut desired));
         }
         self.desired = desired;
     }

@@ -25,10 +25,10 @@ use super::hash::{FastMap, FastState};
 use crate::wire::Prefix;
 
 /// An IPv4 prefix's key: (address, length).
-type V4Key = (u32, u8);
+pub(super) type V4Key = (u32, u8);
 
 #[inline]
-fn v4_key(prefix: &Prefix) -> Option<V4Key> {
+pub(super) fn v4_key(prefix: &Prefix) -> Option<V4Key> {
     match prefix.addr() {
         IpAddr::V4(a) => Some((u32::from(a), prefix.len())),
         IpAddr::V6(_) => None,
@@ -42,14 +42,14 @@ fn packed((addr, len): V4Key) -> u64 {
 
 /// The table hash of a key.
 #[inline]
-fn hash(key: V4Key) -> u64 {
+pub(super) fn hash(key: V4Key) -> u64 {
     FastState.hash_one(packed(key))
 }
 
 /// The shard of a key: the top bits of a multiplicative hash (not the tables' own hasher, so a shard's keys
 /// still spread over its buckets).
 #[inline]
-fn shard(key: V4Key) -> usize {
+pub(super) fn shard(key: V4Key) -> usize {
     (packed(key).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - SHARDS.trailing_zeros())) as usize
 }
 
@@ -62,9 +62,9 @@ fn v4_prefix(d: &Dest) -> Prefix {
 }
 
 /// The number of IPv4 tables.
-const SHARDS: usize = 16;
+pub(super) const SHARDS: usize = 16;
 /// Tables of this capacity or less never shrink.
-const SHRINK_ABOVE: usize = 64;
+pub(super) const SHRINK_ABOVE: usize = 64;
 
 /// The prefix table. See the module docs.
 #[derive(Debug)]

@@ -26,6 +26,7 @@
 //! [`RibEvent::MaxPrefixExceeded`] with [`MaxPrefixAction::TearDown`], and run the restart timer of
 //! [`Rib::peer_down`] with `graceful`.
 
+mod adjout;
 pub mod as4;
 pub mod decision;
 mod dest;

@@ -8,7 +8,6 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::dest::{Dest, Paths};
-use super::export::Sent;
 use super::loc::table_bytes;
 use super::peer::Counters;
 use super::table::Rib;
@@ -118,7 +117,7 @@ impl Rib {
         Ok(Counters {
             received: p.accepted + p.filtered.len(),
             accepted: p.accepted,
-            advertised: p.adj_out.values().map(|s| s.len()).sum(),
+            advertised: p.adj_out.paths(),
             stale: p.stale,
         })
     }
@@ -155,9 +154,9 @@ impl Rib {
             .adj_out
             .iter()
             .flat_map(|(prefix, paths)| {
-                paths.iter().map(|(id, a)| AdjEntry {
-                    prefix: *prefix,
-                    path_id: *id,
+                paths.iter().map(move |(id, a)| AdjEntry {
+                    prefix,
+                    path_id: id,
                     attrs: Arc::clone(a),
                     stale: false,
                 })
@@ -188,8 +187,7 @@ impl Rib {
             .values()
             .map(|p| {
                 table_bytes(p.filtered.capacity(), size_of::<(Prefix, u32)>())
-                    + table_bytes(p.adj_out.capacity(), size_of::<(Prefix, Sent)>())
-                    + p.adj_out.values().map(Sent::heap_bytes).sum::<usize>()
+                    + p.adj_out.heap_bytes()
             })
             .sum();
         loc + peers + self.table.heap_bytes()

@@ -17,10 +17,11 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
+use super::adjout::AdjOut;
 use super::as4;
 use super::decision::{select, Candidate, PathKind};
 use super::dest::{Dest, Path, Paths, LOCAL};
-use super::export::{with_exporter, AdjOut, ExportCache, OutBuilder};
+use super::export::{with_exporter, ExportCache, OutBuilder};
 use super::hash::{FastMap, FastSet};
 use super::intern::AttrTable;
 use super::loc::Loc;
@@ -233,7 +234,6 @@ impl Rib {
         self.start_session(addr, session)?;
         let keys: Vec<Prefix> = self.loc.keys().collect();
         if let Some(p) = self.peers.get_mut(&addr) {
-            p.adj_out.reserve(keys.len());
             p.pending_export = Some(keys);
         }
         Ok(self.finish())
@@ -486,24 +486,16 @@ impl Rib {
             .session
             .as_ref()
             .is_some_and(|s| s.add_path_send.contains(&family));
-        let mut prefixes: Vec<&Prefix> = p
+        let mut sent: Vec<_> = p
             .adj_out
-            .keys()
-            .filter(|k| k.afi_safi() == family)
+            .iter()
+            .filter(|(k, _)| k.afi_safi() == family)
             .collect();
-        prefixes.sort();
-        for prefix in prefixes {
-            for (id, a) in p.adj_out[prefix].iter() {
-                let path_id = add_path.then_some(*id);
-                out.announce(
-                    addr,
-                    family,
-                    a,
-                    Nlri {
-                        path_id,
-                        prefix: *prefix,
-                    },
-                );
+        sent.sort_by_key(|(k, _)| *k);
+        for (prefix, pairs) in sent {
+            for (id, a) in pairs.iter() {
+                let path_id = add_path.then_some(id);
+                out.announce(addr, family, a, Nlri { path_id, prefix });
             }
         }
         Ok(out.into_changes())
@@ -758,7 +750,6 @@ impl Rib {
         let mut cache = ExportCache::default();
         for t in targets {
             with_exporter(self, *t, |ex, adj, loc| {
-                adj.reserve(loc.len().saturating_sub(adj.len()));
                 // Prefixes advertised but no longer in the Loc-RIB cannot exist: `finish` withdrew them.
                 for (prefix, dest) in loc.iter() {
                     ex.export(&prefix, Some(dest), adj, &mut out, &mut cache);
