@@ -4,7 +4,8 @@
 //! write only the differences in batches through [`crate::fib::Fib`]. The core keeps at most
 //! [`IN_FLIGHT`] batches queued here; while the thread is busy it only marks the prefixes that changed
 //! and sends them, with their state at that time, when the thread asks for more: a prefix that changes
-//! four times while the kernel is busy (four ECMP peers sending the same routes) is written once. At start it adopts our routes a
+//! four times while the kernel is busy (four ECMP peers sending the same routes) is written once. While
+//! more than [`BACKLOG`] prefixes wait so, the core reads no more from its peers ([`FibHandle::catch_up`]). At start it adopts our routes a
 //! previous run left (graceful restart) and removes the ones nobody re-learned when told to sweep.
 //! A gateway the kernel cannot reach directly (a multihop peer's next hop) is resolved recursively
 //! through the kernel's own routes to it, and again on every scan (one lookup per distinct next hop), so
