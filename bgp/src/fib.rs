@@ -451,7 +451,7 @@ impl Fib {
         None
     }
 
-    /// Removes our objects no route uses (at most every [`COLLECT_AFTER`] objects made, or now when
+    /// Removes our objects no route uses (at most every `COLLECT_AFTER` (256) objects made, or now when
     /// `force`), and forgets which gateways could have none.
     pub fn collect_unused(&mut self, force: bool) {
         let Some(nh) = &self.nh else { return };
