@@ -515,6 +515,36 @@ Content-Type: application/x-tar\r\nConnection: close\r\n\r\n"
                 proptest::prop_assert!(p.head_len <= first.len() - junk.len());
             }
         }
+
+        /// Whatever a client sends, `look` does not panic; a `HEAD` it answers is a whole head without a
+        /// body, and what follows it (`junk`) is left on the connection.
+        #[test]
+        fn any_bytes_are_looked_at_without_harm(
+            junk in proptest::collection::vec(proptest::num::u8::ANY, 0..300),
+            cut in 0usize..400,
+            header in "(Content-Length|content-length|Transfer-Encoding|Upgrade|[A-Za-z-]{1,16}): (0|[!-~]{0,20})",
+        ) {
+            let _ = look(&junk);
+            let head = format!("HEAD /v1.41/_ping HTTP/1.1\r\nHost: x\r\n{header}\r\n\r\n");
+            let mut first = head.clone().into_bytes();
+            first.extend_from_slice(&junk);
+            let _ = look(&first[..cut.min(first.len())]);
+            let lower = header.to_ascii_lowercase();
+            let body = (lower.starts_with("content-length:") && lower != "content-length: 0")
+                || lower.starts_with("transfer-encoding:")
+                || lower.starts_with("upgrade:");
+            match look(&first) {
+                Next::Head { head_len, request } => {
+                    proptest::prop_assert!(!body, "a HEAD with a body taken: {header}");
+                    proptest::prop_assert_eq!(head_len, head.len());
+                    proptest::prop_assert_eq!(request.uri(), "/v1.41/_ping");
+                }
+                other => proptest::prop_assert!(
+                    body || matches!(other, Next::Http),
+                    "{header}: {other:?}"
+                ),
+            }
+        }
     }
 
     #[test]
