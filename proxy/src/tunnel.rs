@@ -331,29 +331,52 @@ impl Sock<'_> {
     }
 }
 
-/// Moves everything `from` sends to `to` until `from` ends, through a pipe with splice(2): the bytes go
+/// Moves everything `from` sends to `to` until `from` ends, through pipes with splice(2): the bytes go
 /// from socket buffer to socket buffer without being copied into (or out of) this process.
+///
+/// Two pipes, so reading and writing overlap: while one pipe is drained into `to`, the next read from
+/// `from` fills the other, and the sender is not held up while the receiver is slow. A read goes only into
+/// an empty pipe and a write only from a non-empty one, so an `EAGAIN` always comes from the socket (a
+/// full pipe's `EAGAIN` would clear the socket's readiness and stall the relay), and the pipes are drained
+/// in the order they were filled.
 async fn pump(from: Sock<'_>, to: Sock<'_>) -> io::Result<()> {
-    let (pipe_rd, pipe_wr) = pipe_with(PipeFlags::NONBLOCK | PipeFlags::CLOEXEC)?;
-    let size = fcntl_setpipe_size(&pipe_wr, PIPE).unwrap_or(64 << 10);
+    let mut pipes = Vec::with_capacity(2);
+    for _ in 0..2 {
+        let (rd, wr) = pipe_with(PipeFlags::NONBLOCK | PipeFlags::CLOEXEC)?;
+        let size = fcntl_setpipe_size(&wr, PIPE).unwrap_or(64 << 10);
+        pipes.push((rd, wr, size));
+    }
     let flags = SpliceFlags::NONBLOCK | SpliceFlags::MOVE;
+    // Bytes in each pipe; the pipe the next read fills (empty) and the one being drained (the older).
+    let mut held = [0usize; 2];
+    let (mut fill, mut drain) = (0usize, 0usize);
+    let mut ended = false;
     loop {
-        // The pipe is empty here: fill it from `from`, then drain it into `to`.
-        let n = from
-            .splice(Interest::READABLE, |fd| {
-                splice(fd, None, &pipe_wr, None, size, flags)
-            })
-            .await?;
-        if n == 0 {
+        let can_read = !ended && held[fill] == 0;
+        let can_write = held[drain] > 0;
+        if !can_read && !can_write {
             return Ok(());
         }
-        let mut left = n;
-        while left > 0 {
-            left -= to
-                .splice(Interest::WRITABLE, |fd| {
-                    splice(&pipe_rd, None, fd, None, left, flags)
-                })
-                .await?;
+        let (fill_wr, fill_size) = (&pipes[fill].1, pipes[fill].2);
+        let (drain_rd, left) = (&pipes[drain].0, held[drain]);
+        tokio::select! {
+            read = from.splice(Interest::READABLE, |fd| {
+                splice(fd, None, fill_wr, None, fill_size, flags)
+            }), if can_read => match read? {
+                0 => ended = true,
+                n => {
+                    held[fill] = n;
+                    fill ^= 1;
+                }
+            },
+            written = to.splice(Interest::WRITABLE, |fd| {
+                splice(drain_rd, None, fd, None, left, flags)
+            }), if can_write => {
+                held[drain] -= written?;
+                if held[drain] == 0 {
+                    drain ^= 1;
+                }
+            }
         }
     }
 }
