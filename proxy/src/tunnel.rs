@@ -75,13 +75,23 @@ pub struct Plan {
     pub head: Vec<u8>,
 }
 
-/// The plan for a connection whose first bytes are `first`, when they hold a whole request head of a
-/// bulk call; `None` sends the connection to hyper (anything else, a partial head, absolute-form
-/// targets, upgrades, HTTP/1.0).
-pub fn plan(first: &[u8]) -> Option<Plan> {
+/// A whole HTTP/1.1 request head in origin form at the start of the bytes a client sent.
+struct Head<'h, 'b> {
+    len: usize,
+    method: &'b str,
+    /// The request target, query included.
+    target: &'b str,
+    /// The target's path without its query and `/vX.YY` prefix.
+    api: &'b str,
+    headers: &'h [httparse::Header<'b>],
+}
+
+/// Parses the request head at the start of `first` (into `headers`) and passes it to `f`; `None` when
+/// it is not whole yet, not HTTP/1.1 or not in origin form.
+fn with_head<'b, R>(first: &'b [u8], f: impl FnOnce(Head<'_, 'b>) -> Option<R>) -> Option<R> {
     let mut headers = [httparse::EMPTY_HEADER; 64];
     let mut req = httparse::Request::new(&mut headers);
-    let httparse::Status::Complete(head_len) = req.parse(first).ok()? else {
+    let httparse::Status::Complete(len) = req.parse(first).ok()? else {
         return None;
     };
     let (method, target) = (req.method?, req.path?);
@@ -89,16 +99,34 @@ pub fn plan(first: &[u8]) -> Option<Plan> {
         return None;
     }
     let path = target.split('?').next().unwrap_or(target);
-    if !is_bulk(method, api_path(path)) {
+    f(Head {
+        len,
+        method,
+        target,
+        api: api_path(path),
+        headers: req.headers,
+    })
+}
+
+/// The plan for a connection whose first bytes are `first`, when they hold a whole request head of a
+/// bulk call; `None` sends the connection to hyper (anything else, a partial head, absolute-form
+/// targets, upgrades, HTTP/1.0).
+pub fn plan(first: &[u8]) -> Option<Plan> {
+    with_head(first, |h| bulk_plan(&h))
+}
+
+/// The plan for `h` when it is a bulk call.
+fn bulk_plan(h: &Head<'_, '_>) -> Option<Plan> {
+    if !is_bulk(h.method, h.api) {
         return None;
     }
-    let mut head = Vec::with_capacity(head_len + 24);
-    head.extend_from_slice(method.as_bytes());
+    let mut head = Vec::with_capacity(h.len + 24);
+    head.extend_from_slice(h.method.as_bytes());
     head.push(b' ');
-    head.extend_from_slice(target.as_bytes());
+    head.extend_from_slice(h.target.as_bytes());
     head.extend_from_slice(b" HTTP/1.1\r\n");
-    for h in req.headers.iter() {
-        let name = h.name;
+    for header in h.headers {
+        let name = header.name;
         if name.eq_ignore_ascii_case("upgrade") {
             return None;
         }
@@ -115,11 +143,14 @@ pub fn plan(first: &[u8]) -> Option<Plan> {
         }
         head.extend_from_slice(name.as_bytes());
         head.extend_from_slice(b": ");
-        head.extend_from_slice(h.value);
+        head.extend_from_slice(header.value);
         head.extend_from_slice(b"\r\n");
     }
     head.extend_from_slice(b"Connection: close\r\n\r\n");
-    Some(Plan { head_len, head })
+    Some(Plan {
+        head_len: h.len,
+        head,
+    })
 }
 
 /// A client connection's next request, as seen before hyper.
@@ -139,50 +170,44 @@ pub enum Next {
     Closed,
 }
 
-/// What the request at the start of `first` is ([`Next`]).
+/// What the request at the start of `first` is ([`Next`]); its head is parsed once.
 pub fn look(first: &[u8]) -> Next {
     if first.is_empty() {
         return Next::Closed;
     }
-    if let Some(plan) = plan(first) {
-        return Next::Bulk(plan);
-    }
-    head_request(first).map_or(Next::Http, |(head_len, request)| Next::Head {
-        head_len,
-        request,
+    with_head(first, |h| {
+        if let Some(plan) = bulk_plan(&h) {
+            return Some(Next::Bulk(plan));
+        }
+        let request = head_request(&h)?;
+        Some(Next::Head {
+            head_len: h.len,
+            request,
+        })
     })
+    .unwrap_or(Next::Http)
 }
 
-/// The `HEAD` request at the start of `first` when it is one [`closes_connection`] names, whole, with
-/// no body and headers `http` accepts.
-fn head_request(first: &[u8]) -> Option<(usize, hyper::Request<()>)> {
-    let mut headers = [httparse::EMPTY_HEADER; 64];
-    let mut req = httparse::Request::new(&mut headers);
-    let httparse::Status::Complete(head_len) = req.parse(first).ok()? else {
-        return None;
-    };
-    let target = req.path?;
-    if req.method? != "HEAD" || req.version != Some(1) || !target.starts_with('/') {
+/// The request of `h` when it is a `HEAD` that [`closes_connection`] names, with no body and headers
+/// `http` accepts.
+fn head_request(h: &Head<'_, '_>) -> Option<hyper::Request<()>> {
+    if h.method != "HEAD" || !closes_connection(&hyper::Method::HEAD, h.api) {
         return None;
     }
-    let path = target.split('?').next().unwrap_or(target);
-    if !closes_connection(&hyper::Method::HEAD, api_path(path)) {
-        return None;
-    }
-    let mut out = hyper::Request::head(target).body(()).ok()?;
-    for h in req.headers.iter() {
-        let body = (h.name.eq_ignore_ascii_case("content-length") && h.value != b"0")
-            || h.name.eq_ignore_ascii_case("transfer-encoding")
-            || h.name.eq_ignore_ascii_case("upgrade");
+    let mut out = hyper::Request::head(h.target).body(()).ok()?;
+    for header in h.headers {
+        let body = (header.name.eq_ignore_ascii_case("content-length") && header.value != b"0")
+            || header.name.eq_ignore_ascii_case("transfer-encoding")
+            || header.name.eq_ignore_ascii_case("upgrade");
         if body {
             return None;
         }
         out.headers_mut().append(
-            hyper::header::HeaderName::from_bytes(h.name.as_bytes()).ok()?,
-            hyper::header::HeaderValue::from_bytes(h.value).ok()?,
+            hyper::header::HeaderName::from_bytes(header.name.as_bytes()).ok()?,
+            hyper::header::HeaderValue::from_bytes(header.value).ok()?,
         );
     }
-    Some((head_len, out))
+    Some(out)
 }
 
 /// Waits for the next request's first bytes and looks at them ([`look`]). Fails when the client sent
