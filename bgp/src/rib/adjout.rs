@@ -13,12 +13,9 @@
 use std::mem::size_of;
 use std::sync::Arc;
 
-use hashbrown::hash_table::Entry;
-use hashbrown::HashTable;
-
 use super::export::Sent;
 use super::hash::FastMap;
-use super::loc::{hash, shard, table_bytes, v4_key, V4Key, SHARDS, SHRINK_ABOVE};
+use super::loc::{table_bytes, v4_key, V4Entry, V4Key, V4Tables, SHRINK_ABOVE};
 use super::RouteAttrs;
 use crate::wire::Prefix;
 
@@ -30,9 +27,9 @@ struct V4Sent {
     attrs: Arc<RouteAttrs>,
 }
 
-impl V4Sent {
+impl V4Entry for V4Sent {
     #[inline]
-    fn key(&self) -> V4Key {
+    fn v4_key(&self) -> V4Key {
         (self.addr, self.len)
     }
 }
@@ -66,19 +63,10 @@ impl<'a> SentRef<'a> {
 }
 
 /// A peer's Adj-RIB-Out. See the module docs.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(super) struct AdjOut {
-    v4: Box<[HashTable<V4Sent>]>,
+    v4: V4Tables<V4Sent>,
     other: FastMap<Prefix, Sent>,
-}
-
-impl Default for AdjOut {
-    fn default() -> Self {
-        AdjOut {
-            v4: (0..SHARDS).map(|_| HashTable::new()).collect(),
-            other: FastMap::default(),
-        }
-    }
 }
 
 impl AdjOut {
@@ -86,8 +74,7 @@ impl AdjOut {
     #[inline]
     pub fn get(&self, prefix: &Prefix) -> Option<SentRef<'_>> {
         if let Some(k) = v4_key(prefix) {
-            let found = self.v4[shard(k)].find(hash(k), |e| e.key() == k);
-            if let Some(e) = found {
+            if let Some(e) = self.v4.get(k) {
                 return Some(SentRef::One(&e.attrs));
             }
         }
@@ -110,38 +97,21 @@ impl AdjOut {
                 if !self.other.is_empty() {
                     self.remove_other(&prefix);
                 }
-                let table = &mut self.v4[shard(k)];
-                match table.entry(hash(k), |e| e.key() == k, |e| hash(e.key())) {
-                    Entry::Occupied(mut e) => e.get_mut().attrs = attrs,
-                    Entry::Vacant(e) => {
-                        e.insert(V4Sent {
-                            addr: k.0,
-                            len: k.1,
-                            attrs,
-                        });
-                    }
-                }
+                self.v4.insert(V4Sent {
+                    addr: k.0,
+                    len: k.1,
+                    attrs,
+                });
             }
             Some(s) => {
-                self.remove_v4(k);
+                self.v4.remove(k);
                 self.other.insert(prefix, s);
             }
             None => {
-                self.remove_v4(k);
+                self.v4.remove(k);
                 if !self.other.is_empty() {
                     self.remove_other(&prefix);
                 }
-            }
-        }
-    }
-
-    /// Removes an IPv4 entry; a table left a quarter full shrinks to half full (as the Loc-RIB's do).
-    fn remove_v4(&mut self, k: V4Key) {
-        let table = &mut self.v4[shard(k)];
-        if let Ok(e) = table.find_entry(hash(k), |e| e.key() == k) {
-            e.remove();
-            if table.capacity() > SHRINK_ABOVE && table.len() < table.capacity() / 4 {
-                table.shrink_to(table.len() * 2, |e| hash(e.key()));
             }
         }
     }
@@ -158,13 +128,12 @@ impl AdjOut {
     /// The number of prefixes sent.
     #[cfg(test)]
     pub fn len(&self) -> usize {
-        self.v4.iter().map(HashTable::len).sum::<usize>() + self.other.len()
+        self.v4.len() + self.other.len()
     }
 
     /// The number of (prefix, path) pairs sent.
     pub fn paths(&self) -> usize {
-        self.v4.iter().map(HashTable::len).sum::<usize>()
-            + self.other.values().map(|s| s.len()).sum::<usize>()
+        self.v4.len() + self.other.values().map(|s| s.len()).sum::<usize>()
     }
 
     /// Forgets everything (the session went down) and gives the memory back.
@@ -174,7 +143,7 @@ impl AdjOut {
 
     /// Every entry, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (Prefix, SentRef<'_>)> {
-        let v4 = self.v4.iter().flatten().map(|e| {
+        let v4 = self.v4.iter().map(|e| {
             // The key came from a valid IPv4 prefix.
             let p = Prefix::new(std::net::Ipv4Addr::from(e.addr).into(), e.len)
                 .expect("an IPv4 key holds a valid prefix");
@@ -185,10 +154,7 @@ impl AdjOut {
 
     /// The bytes of its allocations: the tables at their capacity and the slices of several paths.
     pub fn heap_bytes(&self) -> usize {
-        self.v4
-            .iter()
-            .map(HashTable::allocation_size)
-            .sum::<usize>()
+        self.v4.allocation_size()
             + table_bytes(self.other.capacity(), size_of::<(Prefix, Sent)>())
             + self.other.values().map(Sent::heap_bytes).sum::<usize>()
     }
@@ -197,6 +163,7 @@ impl AdjOut {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rib::loc::SHARDS;
     use crate::wire::PathAttributes;
 
     fn pfx(s: &str) -> Prefix {
@@ -238,7 +205,7 @@ mod tests {
             Some(Sent::Many(vec![(1, attrs(2)), (2, attrs(3))].into())),
         );
         assert_eq!(pairs(&a, "10.0.0.0/8"), [(1, 2), (2, 3)]);
-        assert_eq!(a.v4.iter().map(HashTable::len).sum::<usize>(), 0);
+        assert_eq!(a.v4.len(), 0);
         a.set(pfx("10.0.0.0/8"), Some(Sent::One((7, attrs(4)))));
         assert_eq!(pairs(&a, "10.0.0.0/8"), [(7, 4)]);
         // Back to compact, and the general entry goes.

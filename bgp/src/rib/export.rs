@@ -336,10 +336,13 @@ impl Exporter<'_> {
             prefix: *prefix,
         };
         let old = adj.get(prefix);
+        // Whether the peer is sent anything for it now (else its Adj-RIB-Out entry stays as it is).
+        let mut changed = false;
         if let Some(old) = old {
             for (id, _) in old.iter() {
                 if !desired.iter().any(|(d, _)| *d == id) {
                     out.withdraw(target, family, nlri(id));
+                    changed = true;
                 }
             }
         }
@@ -347,9 +350,10 @@ impl Exporter<'_> {
             let sent = old.is_some_and(|o| o.iter().any(|(o, b)| o == *id && Arc::ptr_eq(a, b)));
             if !sent {
                 out.announce(target, family, a, nlri(*id));
+                changed = true;
             }
         }
-        if old.is_some() || !desired.is_empty() {
+        if changed {
             adj.set(*prefix, Sent::take(&mut desired));
         }
         self.desired = desired;

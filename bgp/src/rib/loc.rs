@@ -66,20 +66,109 @@ pub(super) const SHARDS: usize = 16;
 /// Tables of this capacity or less never shrink.
 pub(super) const SHRINK_ABOVE: usize = 64;
 
-/// The prefix table. See the module docs.
-#[derive(Debug)]
-pub(super) struct Loc {
-    v4: Box<[HashTable<Dest>]>,
-    other: FastMap<Prefix, Dest>,
+/// An entry that holds its own IPv4 key.
+pub(super) trait V4Entry {
+    fn v4_key(&self) -> V4Key;
 }
 
-impl Default for Loc {
+impl V4Entry for Dest {
+    #[inline]
+    fn v4_key(&self) -> V4Key {
+        Dest::v4_key(self)
+    }
+}
+
+/// Entries keyed by an IPv4 prefix they hold themselves, in [`SHARDS`] hashbrown tables split by a hash of
+/// the key, so growing one costs a sixteenth of the whole at a time; a table left a quarter full shrinks
+/// to half full. The Loc-RIB's IPv4 table and the Adj-RIB-Out's compact one.
+#[derive(Debug)]
+pub(super) struct V4Tables<T> {
+    tables: Box<[HashTable<T>]>,
+}
+
+impl<T> Default for V4Tables<T> {
     fn default() -> Self {
-        Loc {
-            v4: (0..SHARDS).map(|_| HashTable::new()).collect(),
-            other: FastMap::default(),
+        V4Tables {
+            tables: (0..SHARDS).map(|_| HashTable::new()).collect(),
         }
     }
+}
+
+impl<T: V4Entry> V4Tables<T> {
+    #[inline]
+    pub fn get(&self, k: V4Key) -> Option<&T> {
+        self.tables[shard(k)].find(hash(k), |e| e.v4_key() == k)
+    }
+
+    #[inline]
+    pub fn get_mut(&mut self, k: V4Key) -> Option<&mut T> {
+        self.tables[shard(k)].find_mut(hash(k), |e| e.v4_key() == k)
+    }
+
+    /// The entry of `k`, made by `make` if absent.
+    #[inline]
+    pub fn entry(&mut self, k: V4Key, make: impl FnOnce() -> T) -> &mut T {
+        let table = &mut self.tables[shard(k)];
+        match table.entry(hash(k), |e| e.v4_key() == k, |e| hash(e.v4_key())) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => e.insert(make()).into_mut(),
+        }
+    }
+
+    /// Puts `e` in, in place of the entry of its key if there is one.
+    pub fn insert(&mut self, e: T) {
+        let k = e.v4_key();
+        let table = &mut self.tables[shard(k)];
+        match table.entry(hash(k), |x| x.v4_key() == k, |x| hash(x.v4_key())) {
+            Entry::Occupied(mut o) => *o.get_mut() = e,
+            Entry::Vacant(v) => {
+                v.insert(e);
+            }
+        }
+    }
+
+    /// Removes the entry of `k`; a table left a quarter full shrinks to half full, so removing most
+    /// entries gives their memory back (each entry moves at most once per halving).
+    pub fn remove(&mut self, k: V4Key) -> Option<T> {
+        let table = &mut self.tables[shard(k)];
+        let (e, _) = table
+            .find_entry(hash(k), |e| e.v4_key() == k)
+            .ok()?
+            .remove();
+        if table.capacity() > SHRINK_ABOVE && table.len() < table.capacity() / 4 {
+            table.shrink_to(table.len() * 2, |e| hash(e.v4_key()));
+        }
+        Some(e)
+    }
+
+    pub fn len(&self) -> usize {
+        self.tables.iter().map(HashTable::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tables.iter().all(HashTable::is_empty)
+    }
+
+    /// Every entry, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = &T> {
+        self.tables.iter().flatten()
+    }
+
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut T> {
+        self.tables.iter_mut().flatten()
+    }
+
+    /// The bytes of the tables' allocations.
+    pub fn allocation_size(&self) -> usize {
+        self.tables.iter().map(HashTable::allocation_size).sum()
+    }
+}
+
+/// The prefix table. See the module docs.
+#[derive(Debug, Default)]
+pub(super) struct Loc {
+    v4: V4Tables<Dest>,
+    other: FastMap<Prefix, Dest>,
 }
 
 impl Loc {
@@ -87,7 +176,7 @@ impl Loc {
     #[inline]
     pub fn get(&self, prefix: &Prefix) -> Option<&Dest> {
         match v4_key(prefix) {
-            Some(k) => self.v4[shard(k)].find(hash(k), |d| d.v4_key() == k),
+            Some(k) => self.v4.get(k),
             None => self.other.get(prefix),
         }
     }
@@ -96,7 +185,7 @@ impl Loc {
     #[inline]
     pub fn get_mut(&mut self, prefix: &Prefix) -> Option<&mut Dest> {
         match v4_key(prefix) {
-            Some(k) => self.v4[shard(k)].find_mut(hash(k), |d| d.v4_key() == k),
+            Some(k) => self.v4.get_mut(k),
             None => self.other.get_mut(prefix),
         }
     }
@@ -105,13 +194,7 @@ impl Loc {
     #[inline]
     pub fn entry(&mut self, prefix: Prefix) -> &mut Dest {
         match v4_key(&prefix) {
-            Some(k) => {
-                let table = &mut self.v4[shard(k)];
-                match table.entry(hash(k), |d| d.v4_key() == k, |d| hash(d.v4_key())) {
-                    Entry::Occupied(e) => e.into_mut(),
-                    Entry::Vacant(e) => e.insert(Dest::for_v4(k.0, k.1)).into_mut(),
-                }
-            }
+            Some(k) => self.v4.entry(k, || Dest::for_v4(k.0, k.1)),
             None => self.other.entry(prefix).or_default(),
         }
     }
@@ -120,17 +203,7 @@ impl Loc {
     /// most routes gives their memory back (each entry moves at most once per halving).
     pub fn remove(&mut self, prefix: &Prefix) -> Option<Dest> {
         match v4_key(prefix) {
-            Some(k) => {
-                let table = &mut self.v4[shard(k)];
-                let (dest, _) = table
-                    .find_entry(hash(k), |d| d.v4_key() == k)
-                    .ok()?
-                    .remove();
-                if table.capacity() > SHRINK_ABOVE && table.len() < table.capacity() / 4 {
-                    table.shrink_to(table.len() * 2, |d| hash(d.v4_key()));
-                }
-                Some(dest)
-            }
+            Some(k) => self.v4.remove(k),
             None => {
                 let dest = self.other.remove(prefix)?;
                 if self.other.capacity() > SHRINK_ABOVE
@@ -145,23 +218,23 @@ impl Loc {
 
     /// The number of prefixes.
     pub fn len(&self) -> usize {
-        self.v4.iter().map(HashTable::len).sum::<usize>() + self.other.len()
+        self.v4.len() + self.other.len()
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.v4.iter().all(HashTable::is_empty) && self.other.is_empty()
+        self.v4.is_empty() && self.other.is_empty()
     }
 
     /// Every entry, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (Prefix, &Dest)> {
-        let v4 = self.v4.iter().flatten().map(|d| (v4_prefix(d), d));
+        let v4 = self.v4.iter().map(|d| (v4_prefix(d), d));
         v4.chain(self.other.iter().map(|(p, d)| (*p, d)))
     }
 
     /// Every entry mutably, in no particular order.
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (Prefix, &mut Dest)> {
-        let v4 = self.v4.iter_mut().flatten().map(|d| (v4_prefix(d), d));
+        let v4 = self.v4.iter_mut().map(|d| (v4_prefix(d), d));
         v4.chain(self.other.iter_mut().map(|(p, d)| (*p, d)))
     }
 
@@ -172,19 +245,12 @@ impl Loc {
 
     /// Every entry's paths, in no particular order.
     pub fn values(&self) -> impl Iterator<Item = &Dest> {
-        self.v4
-            .iter()
-            .flat_map(|m| m.iter())
-            .chain(self.other.values())
+        self.v4.iter().chain(self.other.values())
     }
 
     /// The bytes of the tables' allocations (entries and control bytes of every bucket).
     pub fn table_bytes(&self) -> usize {
-        self.v4
-            .iter()
-            .map(HashTable::allocation_size)
-            .sum::<usize>()
-            + table_bytes(self.other.capacity(), size_of::<(Prefix, Dest)>())
+        self.v4.allocation_size() + table_bytes(self.other.capacity(), size_of::<(Prefix, Dest)>())
     }
 }
 
@@ -247,7 +313,7 @@ mod tests {
             let p = Prefix::new(IpAddr::V4(Ipv4Addr::from(0x0a60_0000 + i)), 32).unwrap();
             loc.entry(p);
         }
-        for shard in loc.v4.iter() {
+        for shard in loc.v4.tables.iter() {
             assert!((700..1300).contains(&shard.len()), "{}", shard.len());
         }
         // /24s (low bits zero) spread too.
@@ -256,7 +322,7 @@ mod tests {
             let p = Prefix::new(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + (i << 8))), 24).unwrap();
             loc.entry(p);
         }
-        assert!(loc.v4.iter().all(|s| (700..1300).contains(&s.len())));
+        assert!(loc.v4.tables.iter().all(|s| (700..1300).contains(&s.len())));
         assert_eq!(loc.len(), 16_000);
     }
 
