@@ -169,25 +169,33 @@ pub fn stop_dockerd_if_ours() -> Result<String> {
     Ok(format!("stopped dockerd {pid}"))
 }
 
-/// Removes the stopped daemon's data root, after unmounting anything it left mounted below it (a
-/// daemon that did not stop cleanly leaves overlay mounts, which must not be deleted through).
+/// Removes the stopped daemon's data root, after unmounting anything mounted on it or below it. A
+/// daemon that did not stop cleanly leaves overlay mounts below it, which must not be deleted
+/// through, and dockerd bind-mounts a data root on a shared mount (as /dev/shm is) onto itself: a
+/// daemon killed earlier leaves that bind behind, the next daemon finds the root mounted already and
+/// does not unmount it when it stops, and removing the directory then fails with EBUSY.
 fn remove_data_root() -> Result<()> {
     if !Path::new(DATA_ROOT).exists() {
         return Ok(());
     }
     let mounts = fs::read_to_string("/proc/self/mounts")?;
-    let inside = format!("{DATA_ROOT}/");
-    let mut below: Vec<&str> = mounts
-        .lines()
-        .filter_map(|l| l.split_whitespace().nth(1))
-        .filter(|m| m.starts_with(&inside))
-        .collect();
-    // Deepest first.
-    below.sort_by_key(|m| std::cmp::Reverse(m.len()));
-    for m in below {
+    for m in mounts_at_or_below(&mounts, DATA_ROOT) {
         Cmd::new(["umount", "--lazy", m]).run()?;
     }
     fs::remove_dir_all(DATA_ROOT).with_context(|| format!("removing {DATA_ROOT}"))
+}
+
+/// The mount points at `root` or below it in a /proc/self/mounts text, in the order to unmount them:
+/// deepest first, and a point mounted several times (stacked) once per mount.
+fn mounts_at_or_below<'a>(mounts: &'a str, root: &str) -> Vec<&'a str> {
+    let inside = format!("{root}/");
+    let mut found: Vec<&str> = mounts
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .filter(|m| *m == root || m.starts_with(&inside))
+        .collect();
+    found.sort_by_key(|m| std::cmp::Reverse(m.len()));
+    found
 }
 
 /// Makes sure the lab image exists, building it from Debian's static busybox if it does not.
@@ -428,5 +436,31 @@ impl Drop for HostDockerd {
         if let Some(mut d) = self.daemon.take() {
             d.stop(Duration::from_secs(30));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_data_root_itself_and_everything_below_it_are_unmounted_deepest_first() {
+        let mounts = "\
+tmpfs /dev/shm tmpfs rw 0 0
+tmpfs /dev/shm/calico-lab-docker tmpfs rw 0 0
+overlay /dev/shm/calico-lab-docker/overlay2/ab/merged overlay rw 0 0
+tmpfs /dev/shm/calico-lab-docker tmpfs rw 0 0
+tmpfs /dev/shm/calico-lab-docker-other tmpfs rw 0 0
+shm /dev/shm/calico-lab-docker/containers/cd/mounts/shm tmpfs rw 0 0
+";
+        assert_eq!(
+            mounts_at_or_below(mounts, "/dev/shm/calico-lab-docker"),
+            [
+                "/dev/shm/calico-lab-docker/containers/cd/mounts/shm",
+                "/dev/shm/calico-lab-docker/overlay2/ab/merged",
+                "/dev/shm/calico-lab-docker",
+                "/dev/shm/calico-lab-docker",
+            ]
+        );
     }
 }
