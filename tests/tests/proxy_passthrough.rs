@@ -582,6 +582,7 @@ fn many_clients_at_once_and_clients_that_vanish() -> Result<()> {
         }
 
         // Clients that vanish mid-stream: a followed log and an event stream, dropped unread.
+        let label = format!("calico-lab={}", lab.name());
         let id = docker(
             &format!("tcp://{addr}"),
             &[
@@ -590,7 +591,7 @@ fn many_clients_at_once_and_clients_that_vanish() -> Result<()> {
                 // Its own lab's label: the CLI test beside it counts the starts labelled `LABEL`, and
                 // each lab removes the containers labelled with its name.
                 "--label",
-                "calico-lab=proxyload",
+                &label,
                 IMAGE,
                 "sh",
                 "-c",
