@@ -31,6 +31,7 @@ pub mod remove;
 pub mod retry;
 pub mod server;
 pub mod start;
+mod sys;
 pub mod tunnel;
 pub mod wire;
 
