@@ -60,8 +60,9 @@ struct Args {
     /// Size of the file copied in and out, MB.
     #[arg(long, default_value_t = 200)]
     cp_mb: usize,
-    /// Copies per direction, way (CLI, raw) and side.
-    #[arg(long, default_value_t = 3)]
+    /// Copies per direction, way (CLI, raw) and side. Single 200 MB copies vary by +-30% on either
+    /// side on two vCPUs, so a median needs more than a handful.
+    #[arg(long, default_value_t = 15)]
     cp_rounds: usize,
     /// `docker run` per variant (0: skip).
     #[arg(long, default_value_t = 20)]
