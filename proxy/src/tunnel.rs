@@ -317,8 +317,9 @@ fn widen_send_buffer(daemon: impl AsFd) {
     }
 }
 
-/// The stack of each relay thread: they hold a few locals and make system calls.
-const RELAY_STACK: usize = 64 * 1024;
+/// The stack of each relay thread: they hold a few locals, make system calls and log (only the pages
+/// touched are ever backed by memory).
+const RELAY_STACK: usize = 256 * 1024;
 
 /// A socket taken from the runtime, in blocking mode.
 fn blocking<S: AsFd>(socket: io::Result<S>) -> io::Result<S> {
@@ -337,7 +338,7 @@ fn blocking<S: AsFd>(socket: io::Result<S>) -> io::Result<S> {
 /// context switch out of `epoll_wait`, a task poll and often a read that found nothing; a thread asleep
 /// in splice(2) is woken by the socket itself. On two vCPUs, where `docker cp` out already keeps both
 /// busy (the daemon, its tar and the CLI), the relay's CPU per 200 MB copy fell from about 125 ms to 75
-/// and the copy out went from 0.77-0.99x of direct to 1.07-1.21x (docs/BENCHMARKS.md).
+/// and the copy out went from a median of 0.81x of direct to 1.00x (docs/BENCHMARKS.md).
 fn relay_blocking(client: &std::net::TcpStream, daemon: &std::os::unix::net::UnixStream) {
     widen_send_buffer(daemon);
     std::thread::scope(|scope| {
