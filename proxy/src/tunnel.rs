@@ -280,7 +280,10 @@ pub async fn relay(mut client: TcpStream, plan: Plan, socket: &Path) {
         "relaying {} as bytes",
         String::from_utf8_lossy(plan.head.split(|&b| b == b'\r').next().unwrap_or_default())
     );
-    let (client, daemon) = match (blocking(client.into_std()), blocking(daemon.into_std())) {
+    let (client, daemon) = match (
+        client.into_std().and_then(blocking),
+        daemon.into_std().and_then(blocking),
+    ) {
         (Ok(client), Ok(daemon)) => (client, daemon),
         (Err(e), _) | (_, Err(e)) => {
             tracing::debug!("taking the sockets for the relay: {e}");
@@ -321,9 +324,8 @@ fn widen_send_buffer(daemon: impl AsFd) {
 /// touched are ever backed by memory).
 const RELAY_STACK: usize = 256 * 1024;
 
-/// A socket taken from the runtime, in blocking mode.
-fn blocking<S: AsFd>(socket: io::Result<S>) -> io::Result<S> {
-    let socket = socket?;
+/// `socket` (taken from the runtime) in blocking mode.
+fn blocking<S: AsFd>(socket: S) -> io::Result<S> {
     let flags = rustix::fs::fcntl_getfl(&socket)?;
     rustix::fs::fcntl_setfl(&socket, flags - rustix::fs::OFlags::NONBLOCK)?;
     Ok(socket)
@@ -351,12 +353,12 @@ fn relay_blocking(client: &std::net::TcpStream, daemon: &std::os::unix::net::Uni
                 }
                 shut(daemon.as_fd(), rustix::net::Shutdown::Write);
             });
-        if let Err(e) = &up {
-            tracing::warn!("cannot start a thread to relay a client's bytes: {e}");
-        }
-        if up.is_ok() {
-            if let Err(e) = pump(daemon.as_fd(), client.as_fd()) {
-                tracing::debug!("relaying the daemon's answer: {e}");
+        match up {
+            Err(e) => tracing::warn!("cannot start a thread to relay a client's bytes: {e}"),
+            Ok(_) => {
+                if let Err(e) = pump(daemon.as_fd(), client.as_fd()) {
+                    tracing::debug!("relaying the daemon's answer: {e}");
+                }
             }
         }
         // The daemon answered and closed: the exchange is over, whatever the client still sends.

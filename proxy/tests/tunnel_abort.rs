@@ -72,6 +72,21 @@ async fn streaming_daemon(
     let _ = closed.send(());
 }
 
+/// A fake daemon ([`streaming_daemon`]) in a new temporary directory and a proxy in front of it: the
+/// directory (removed when dropped), the proxy's address, and the daemon's report that it closed.
+async fn start(
+    tag: &str,
+    stop_after: Option<usize>,
+) -> (TempDir, std::net::SocketAddr, oneshot::Receiver<()>) {
+    let dir = TempDir::new(tag);
+    let socket = dir.0.join("docker.sock");
+    let listener = UnixListener::bind(&socket).expect("binding the fake daemon");
+    let (closed, daemon_closed) = oneshot::channel();
+    tokio::spawn(streaming_daemon(listener, stop_after, closed));
+    let (addr, _) = start_proxy(&socket, std::future::pending()).await;
+    (dir, addr, daemon_closed)
+}
+
 /// Connects and asks for an export; returns the connection once the first bytes of the answer came.
 async fn export(addr: std::net::SocketAddr) -> TcpStream {
     let mut client = TcpStream::connect(addr).await.expect("connecting");
@@ -91,12 +106,7 @@ async fn export(addr: std::net::SocketAddr) -> TcpStream {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_goes_away_mid_transfer_closes_the_daemons_side_and_ends_the_relay() {
     let _alone = ONE_AT_A_TIME.lock().await;
-    let dir = TempDir::new("tunnel-client-gone");
-    let socket = dir.0.join("docker.sock");
-    let listener = UnixListener::bind(&socket).expect("binding the fake daemon");
-    let (closed, daemon_closed) = oneshot::channel();
-    tokio::spawn(streaming_daemon(listener, None, closed));
-    let (addr, _) = start_proxy(&socket, std::future::pending()).await;
+    let (_dir, addr, daemon_closed) = start("tunnel-client-gone", None).await;
 
     let client = export(addr).await;
     assert!(relay_threads() > 0, "the transfer runs on relay threads");
@@ -111,12 +121,7 @@ async fn a_client_that_goes_away_mid_transfer_closes_the_daemons_side_and_ends_t
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_daemon_that_goes_away_mid_transfer_ends_the_clients_answer_and_the_relay() {
     let _alone = ONE_AT_A_TIME.lock().await;
-    let dir = TempDir::new("tunnel-daemon-gone");
-    let socket = dir.0.join("docker.sock");
-    let listener = UnixListener::bind(&socket).expect("binding the fake daemon");
-    let (closed, _daemon_closed) = oneshot::channel();
-    tokio::spawn(streaming_daemon(listener, Some(8 << 20), closed));
-    let (addr, _) = start_proxy(&socket, std::future::pending()).await;
+    let (_dir, addr, _daemon_closed) = start("tunnel-daemon-gone", Some(8 << 20)).await;
 
     // The client reads slowly at first, so the daemon's close comes while the relay holds bytes.
     let mut client = export(addr).await;
